@@ -1,0 +1,42 @@
+"""Shared CLI helpers: settings flags generated from the Settings model, logging flags."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from worker.observability import configure_logging
+from worker.settings import Settings, env_name, flag_name, load_settings
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, default=None, help="TOML settings file (also env SENTIMENT_CONFIG_FILE)."
+    )
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str] | None = None) -> None:
+    """Add ``--<field>`` for each Settings field (all by default); values are validated by pydantic."""
+    group = parser.add_argument_group("settings (flag > env var > config file > default)")
+    names = list(fields) if fields is not None else list(Settings.model_fields)
+    for name in names:
+        info = Settings.model_fields[name]
+        default = info.get_default(call_default_factory=False)
+        shown = "" if default is None or callable(default) else f" [default: {default}]"
+        group.add_argument(
+            flag_name(name),
+            dest=f"setting_{name}",
+            default=None,
+            metavar=name.upper(),
+            help=f"{info.description or ''} (env {env_name(name)}){shown}".replace("%", "%%"),
+        )
+
+
+def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {k.removeprefix("setting_"): v for k, v in vars(args).items() if k.startswith("setting_")}
+    overrides.update({k: v for k, v in extra.items() if v is not None})
+    settings = load_settings(getattr(args, "config", None), **overrides)
+    configure_logging(settings.log_format, settings.log_level)
+    return settings

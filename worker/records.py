@@ -1,0 +1,173 @@
+"""Record schemas: what comes in, what goes out, and what goes to the dead-letter topic.
+
+These pydantic models are the contract; ``schemas/*.json`` are generated from them
+(``sentiment-worker schemas``) and a test fails when the committed files are stale.
+The hot path builds plain dicts of the same shape (see ``worker.stream.encode``); tests validate
+produced records against these models.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+# Header names on output and dead-letter records.
+HEADER_LABEL = "x-sentiment-label"
+HEADER_SCORE = "x-sentiment-score"
+HEADER_MODEL = "x-sentiment-model"
+HEADER_REVISION = "x-sentiment-model-revision"
+DLQ_HEADER_ERROR_TYPE = "x-dlq-error-type"
+DLQ_HEADER_ERROR_MESSAGE = "x-dlq-error-message"
+DLQ_HEADER_TOPIC = "x-dlq-source-topic"
+DLQ_HEADER_PARTITION = "x-dlq-source-partition"
+DLQ_HEADER_OFFSET = "x-dlq-source-offset"
+DLQ_HEADER_TIMESTAMP = "x-dlq-source-timestamp"
+DLQ_HEADER_FAILED_AT = "x-dlq-failed-at"
+DLQ_HEADER_WORKER = "x-dlq-worker"
+
+
+class InputRecord(BaseModel):
+    """A JSON input record: an object holding the text field (default ``text``); other fields pass through."""
+
+    model_config = ConfigDict(extra="allow", title="SentimentInput")
+
+    text: str = Field(min_length=1, description="Text to classify (the field name is configurable).")
+
+
+class Sentiment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(description="Predicted label, e.g. POSITIVE or NEGATIVE (from the model's id2label).")
+    score: float = Field(ge=0.0, le=1.0, description="Probability of the predicted label.")
+    scores: dict[str, float] = Field(description="Probability of every label.")
+
+
+class ModelMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Hub id or local path of the source model.")
+    revision: str | None = Field(description="Hub revision (None for local models).")
+    onnx_sha256: str = Field(description="sha256 of the ONNX file that produced the prediction.")
+    precision: str = Field(description="fp32, o3, int8 or fp16.")
+    provider: str = Field(description="ONNX Runtime execution provider that ran it.")
+
+
+class SourceMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    timestamp: int | None = Field(description="Kafka record timestamp, ms since the epoch.")
+
+
+class EnrichmentMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    model: ModelMeta
+    source: SourceMeta
+    processed_at: datetime = Field(description="When the worker produced the record (UTC).")
+    latency_ms: float = Field(ge=0.0, description="From the worker receiving the record to producing it.")
+    truncated: bool = Field(default=False, description="The text was truncated to the configured limits.")
+
+
+class EnrichedRecord(BaseModel):
+    """Output record: the input object's fields unchanged, plus ``sentiment`` and ``sentiment_meta``.
+
+    For ``text`` input the text is put in a ``text`` field.
+    """
+
+    model_config = ConfigDict(extra="allow", title="SentimentOutput")
+
+    sentiment: Sentiment
+    sentiment_meta: EnrichmentMeta
+
+
+class ErrorType(StrEnum):
+    TOO_LARGE = "too_large"  # value bigger than max_message_bytes
+    INVALID_UTF8 = "invalid_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_TEXT = "missing_text"
+    INVALID_TEXT = "invalid_text"  # not a string, or empty / blank
+    TOO_LONG = "too_long"  # text over max_text_chars / max_length tokens with text_overflow=reject
+    INFERENCE_FAILED = "inference_failed"
+    ENCODE_FAILED = "encode_failed"
+    PRODUCE_FAILED = "produce_failed"
+
+
+class DeadLetter(BaseModel):
+    """The dead-letter record: the value is the original bytes, unchanged; the key is the original key.
+
+    Original headers are kept; these fields are added as ``x-dlq-*`` headers (UTF-8 strings).
+    """
+
+    model_config = ConfigDict(extra="forbid", title="SentimentDeadLetter")
+
+    error_type: ErrorType = Field(description=f"Header {DLQ_HEADER_ERROR_TYPE}.")
+    error_message: str = Field(description=f"Header {DLQ_HEADER_ERROR_MESSAGE} (at most 1,000 characters).")
+    source_topic: str = Field(description=f"Header {DLQ_HEADER_TOPIC}.")
+    source_partition: int = Field(description=f"Header {DLQ_HEADER_PARTITION}.")
+    source_offset: int = Field(description=f"Header {DLQ_HEADER_OFFSET}.")
+    source_timestamp: int | None = Field(description=f"Header {DLQ_HEADER_TIMESTAMP} (absent when unknown).")
+    failed_at: datetime = Field(description=f"Header {DLQ_HEADER_FAILED_AT}.")
+    worker: str = Field(description=f"Header {DLQ_HEADER_WORKER}: client id of the worker.")
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        values = {
+            DLQ_HEADER_ERROR_TYPE: self.error_type.value,
+            DLQ_HEADER_ERROR_MESSAGE: self.error_message[:1000],
+            DLQ_HEADER_TOPIC: self.source_topic,
+            DLQ_HEADER_PARTITION: str(self.source_partition),
+            DLQ_HEADER_OFFSET: str(self.source_offset),
+            DLQ_HEADER_TIMESTAMP: "" if self.source_timestamp is None else str(self.source_timestamp),
+            DLQ_HEADER_FAILED_AT: self.failed_at.isoformat(),
+            DLQ_HEADER_WORKER: self.worker,
+        }
+        return [(k, v.encode()) for k, v in values.items()]
+
+    @classmethod
+    def from_headers(cls, headers: list[tuple[str, bytes]]) -> DeadLetter:
+        h = {k: v.decode() for k, v in headers if k.startswith("x-dlq-")}
+        return cls(
+            error_type=ErrorType(h[DLQ_HEADER_ERROR_TYPE]),
+            error_message=h[DLQ_HEADER_ERROR_MESSAGE],
+            source_topic=h[DLQ_HEADER_TOPIC],
+            source_partition=int(h[DLQ_HEADER_PARTITION]),
+            source_offset=int(h[DLQ_HEADER_OFFSET]),
+            source_timestamp=int(h[DLQ_HEADER_TIMESTAMP]) if h.get(DLQ_HEADER_TIMESTAMP) else None,
+            failed_at=datetime.fromisoformat(h[DLQ_HEADER_FAILED_AT]),
+            worker=h[DLQ_HEADER_WORKER],
+        )
+
+
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    "input.schema.json": InputRecord,
+    "output.schema.json": EnrichedRecord,
+    "dead-letter.schema.json": DeadLetter,
+}
+
+
+def render_schemas() -> dict[str, str]:
+    """File name → JSON Schema text, deterministic."""
+    return {
+        name: json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
+        for name, model in SCHEMA_MODELS.items()
+    }
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_schemas().items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,1 @@
+"""Streaming pipeline stages: source → decode → batcher → infer → encode → sink → offsets/commit; runner wires them."""
