@@ -1,0 +1,6 @@
+"""Shared fixtures live in tests/support/*; this file only wires them in."""
+
+pytest_plugins = [
+    "tests.support.model_fixtures",
+    "tests.support.kafka_fixtures",
+]
