@@ -1,0 +1,414 @@
+"""Prometheus metrics, health state and the small HTTP server that exposes them.
+
+One :class:`WorkerMetrics` per worker holds every metric in its own registry (tests build many). The
+streaming runner feeds it; :class:`MetricsServer` serves ``/metrics`` (Prometheus text format),
+``/healthz`` (liveness: the main loop is not stuck) and ``/readyz`` (readiness: model loaded, broker
+reachable, partitions assigned or an assignment pending) on ``settings.metrics_port``.
+
+Metric names (all prefixed ``sentiment_``):
+
+=========================================  =========  ==================================================
+name                                       type       meaning
+=========================================  =========  ==================================================
+messages_consumed_total{topic}             counter    records taken from the input topics
+messages_produced_total{topic}             counter    output records acknowledged by the brokers
+dead_letters_total{reason}                 counter    records sent to the dead-letter topic, by reason
+batches_total                              counter    model batches run
+batch_size                                 histogram  records per batch
+tokens_real_total / tokens_padded_total    counter    tokens fed to the model without / with padding
+padding_ratio                              gauge      padded / real tokens of the last batch (1.0 = no waste)
+batch_padding_ratio                        histogram  padded / real tokens per batch
+inference_seconds                          histogram  model time per batch
+end_to_end_latency_seconds                 histogram  per record: received from Kafka → output acknowledged
+queue_depth_batches                        gauge      batches waiting between stages
+paused_partitions                          gauge      partitions paused for back-pressure
+assigned_partitions                        gauge      partitions this worker owns
+commits_total                              counter    offset commits
+committed_offset{topic,partition}          gauge      last committed offset (next record to read)
+consumer_lag{topic,partition}              gauge      high-water mark − position, per owned partition
+model_info{model_id,revision,...}          info       model id, revision, active execution provider, ...
+worker_info{version}                       info       package version
+=========================================  =========  ==================================================
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
+
+from worker import __version__
+from worker.observability import get_logger
+
+log = get_logger(__name__)
+
+PREFIX = "sentiment"
+
+# Seconds: 1 ms (a small GPU batch) … 30 s (a large CPU batch at max length, or a slow broker ack).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+# Records per batch: powers of two up to Settings.max_batch_size's upper bound (4096).
+BATCH_SIZE_BUCKETS: tuple[float, ...] = tuple(float(2**i) for i in range(13))
+# padded / real tokens: 1.0 means no padding waste, 2.0 means half the compute was padding.
+PADDING_RATIO_BUCKETS: tuple[float, ...] = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+TopicPartition = tuple[str, int]
+
+
+class WorkerMetrics:
+    """Every metric of one worker, in one registry (a fresh one unless given)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        own = registry is None
+        self.registry: CollectorRegistry = registry if registry is not None else CollectorRegistry()
+        if own:
+            # Memory, CPU and open files of the worker process (the global registry has this by default).
+            ProcessCollector(registry=self.registry)
+        r = self.registry
+        self.consumed = Counter(
+            f"{PREFIX}_messages_consumed", "Records taken from the input topics.", ["topic"], registry=r
+        )
+        self.produced = Counter(
+            f"{PREFIX}_messages_produced",
+            "Output records acknowledged by the brokers.",
+            ["topic"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            f"{PREFIX}_dead_letters", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=r
+        )
+        self.batches = Counter(f"{PREFIX}_batches", "Model batches run.", registry=r)
+        self.batch_size = Histogram(
+            f"{PREFIX}_batch_size", "Records per model batch.", buckets=BATCH_SIZE_BUCKETS, registry=r
+        )
+        self.tokens_real = Counter(f"{PREFIX}_tokens_real", "Real (non-padding) tokens fed to the model.", registry=r)
+        self.tokens_padded = Counter(
+            f"{PREFIX}_tokens_padded", "Tokens fed to the model including padding.", registry=r
+        )
+        self.padding_ratio = Gauge(
+            f"{PREFIX}_padding_ratio",
+            "Padded / real tokens of the last batch (1.0 = no padding waste).",
+            registry=r,
+        )
+        self.padding_ratio_hist = Histogram(
+            f"{PREFIX}_batch_padding_ratio",
+            "Padded / real tokens per batch (1.0 = no padding waste).",
+            buckets=PADDING_RATIO_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            f"{PREFIX}_inference_seconds", "Model time per batch.", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.latency = Histogram(
+            f"{PREFIX}_end_to_end_latency_seconds",
+            "Per record: received from Kafka until the output record is acknowledged.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            f"{PREFIX}_queue_depth_batches", "Batches waiting between pipeline stages.", registry=r
+        )
+        self.paused_partitions = Gauge(
+            f"{PREFIX}_paused_partitions", "Partitions paused for back-pressure.", registry=r
+        )
+        self.assigned_partitions = Gauge(
+            f"{PREFIX}_assigned_partitions", "Partitions assigned to this worker.", registry=r
+        )
+        self.commits = Counter(f"{PREFIX}_commits", "Offset commits.", registry=r)
+        self.committed_offset = Gauge(
+            f"{PREFIX}_committed_offset",
+            "Last committed offset (the next record to read) per partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            f"{PREFIX}_consumer_lag",
+            "High-water mark minus consumer position, per partition owned by this worker.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.model_info = Info(
+            f"{PREFIX}_model",
+            "Model in use: id, revision, active execution provider, precision, ONNX file sha256.",
+            registry=r,
+        )
+        self.worker_info = Info(f"{PREFIX}_worker", "Worker build information.", registry=r)
+        self.worker_info.info({"version": __version__})
+        self._lock = threading.Lock()
+        self._lag_series: set[TopicPartition] = set()
+        self._offset_series: set[TopicPartition] = set()
+
+    # ---- counters ---------------------------------------------------------------------------------
+    def record_consumed(self, topic: str, n: int) -> None:
+        self.consumed.labels(topic=topic).inc(_count(n))
+
+    def record_produced(self, topic: str, n: int) -> None:
+        self.produced.labels(topic=topic).inc(_count(n))
+
+    def record_dead_letter(self, reason: str, n: int = 1) -> None:
+        self.dead_letters.labels(reason=reason).inc(_count(n))
+
+    def record_batch(self, size: int, real_tokens: int, padded_tokens: int, infer_seconds: float) -> None:
+        """One model batch: ``padded_tokens`` counts every position fed to the model, padding included."""
+        self.batches.inc()
+        self.batch_size.observe(_count(size))
+        self.inference_seconds.observe(max(0.0, float(infer_seconds)))
+        real, padded = _count(real_tokens), _count(padded_tokens)
+        self.tokens_real.inc(real)
+        self.tokens_padded.inc(padded)
+        if real > 0:
+            ratio = padded / real
+            self.padding_ratio.set(ratio)
+            self.padding_ratio_hist.observe(ratio)
+
+    def observe_latencies(self, seconds: Sequence[float]) -> None:
+        for value in seconds:
+            self.latency.observe(max(0.0, float(value)))
+
+    # ---- gauges -----------------------------------------------------------------------------------
+    def set_queue_depth(self, batches: int) -> None:
+        self.queue_depth.set(batches)
+
+    def set_paused_partitions(self, n: int) -> None:
+        self.paused_partitions.set(n)
+
+    def set_assigned_partitions(self, n: int) -> None:
+        self.assigned_partitions.set(n)
+
+    def record_commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """One commit of ``offsets`` ({(topic, partition): next offset to read})."""
+        self.commits.inc()
+        with self._lock:
+            for (topic, partition), offset in offsets.items():
+                self.committed_offset.labels(topic=topic, partition=str(partition)).set(offset)
+                self._offset_series.add((topic, partition))
+
+    def set_lag(self, lags: Mapping[TopicPartition, int]) -> None:
+        """Lag of every owned partition; series of partitions not in ``lags`` are removed."""
+        with self._lock:
+            for (topic, partition), lag in lags.items():
+                self.lag.labels(topic=topic, partition=str(partition)).set(max(0, lag))
+            stale = self._lag_series - set(lags)
+            for topic, partition in stale:
+                self.lag.remove(topic, str(partition))
+            self._lag_series = set(lags)
+
+    def forget_partitions(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop the per-partition series (lag, committed offset) of revoked partitions."""
+        with self._lock:
+            for tp in partitions:
+                if tp in self._lag_series:
+                    self.lag.remove(tp[0], str(tp[1]))
+                    self._lag_series.discard(tp)
+                if tp in self._offset_series:
+                    self.committed_offset.remove(tp[0], str(tp[1]))
+                    self._offset_series.discard(tp)
+
+    def set_model_info(
+        self, *, model_id: str, revision: str | None, provider: str, precision: str, sha256: str
+    ) -> None:
+        """``provider`` is what the session really got (``session.get_providers()[0]``), not what was asked."""
+        self.model_info.info(
+            {
+                "model_id": model_id,
+                "revision": revision or "",
+                "provider": provider,
+                "precision": precision,
+                "sha256": sha256,
+            }
+        )
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format (what ``/metrics`` serves)."""
+        return generate_latest(self.registry)
+
+
+def _count(n: int | float) -> float:
+    if n < 0:
+        raise ValueError(f"a count can't be negative: {n}")
+    return float(n)
+
+
+class HealthState:
+    """Liveness and readiness facts, set by the runner from any thread."""
+
+    def __init__(self, stuck_after_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if stuck_after_s <= 0:
+            raise ValueError("stuck_after_s must be positive")
+        self.stuck_after_s = float(stuck_after_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = clock()
+        self._last_beat: float | None = None
+        self._model_loaded = False
+        self._broker_reachable = False
+        self._partitions = 0
+        self._waiting = False
+
+    def beat(self) -> None:
+        """The main loop ran an iteration now."""
+        now = self._clock()
+        with self._lock:
+            self._last_beat = now
+
+    def set_model_loaded(self, ok: bool) -> None:
+        with self._lock:
+            self._model_loaded = bool(ok)
+
+    def set_broker_reachable(self, ok: bool) -> None:
+        with self._lock:
+            self._broker_reachable = bool(ok)
+
+    def set_assignment(self, partitions: int, waiting: bool) -> None:
+        """``waiting``: joined (or rejoining) the group and waiting for an assignment."""
+        with self._lock:
+            self._partitions = int(partitions)
+            self._waiting = bool(waiting)
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """Alive while the last loop iteration is younger than ``stuck_after_s``.
+
+        Before the first iteration (model loading) the process counts as alive for ``stuck_after_s``.
+        """
+        now = self._clock()
+        with self._lock:
+            last = self._last_beat
+        uptime = now - self._started
+        age = None if last is None else now - last
+        alive = (uptime < self.stuck_after_s) if age is None else (age < self.stuck_after_s)
+        return alive, {
+            "alive": alive,
+            "loop_started": last is not None,
+            "last_beat_age_s": None if age is None else round(age, 3),
+            "uptime_s": round(uptime, 3),
+            "stuck_after_s": self.stuck_after_s,
+        }
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when the model is loaded, the broker answers and partitions are owned or being assigned."""
+        with self._lock:
+            model, broker = self._model_loaded, self._broker_reachable
+            partitions, waiting = self._partitions, self._waiting
+        ready = model and broker and (partitions > 0 or waiting)
+        return ready, {
+            "ready": ready,
+            "model_loaded": model,
+            "broker_reachable": broker,
+            "assigned_partitions": partitions,
+            "waiting_for_assignment": waiting,
+        }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on a background daemon thread."""
+
+    def __init__(self, port: int, metrics: WorkerMetrics, health: HealthState, host: str = "0.0.0.0") -> None:
+        self._requested_port = port
+        self._host = host
+        self.metrics = metrics
+        self.health = health
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the free port picked for 0) once started, else the requested one."""
+        if self._server is not None:
+            return int(self._server.server_address[1])
+        return self._requested_port
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        server = _Server((self._host, self._requested_port), _make_handler(self.metrics, self.health))
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="metrics-server", daemon=True
+        )
+        self._thread.start()
+        log.info("metrics_server_started", host=self._host, port=self.port)
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+        log.info("metrics_server_stopped")
+
+    def __enter__(self) -> MetricsServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _make_handler(metrics: WorkerMetrics, health: HealthState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "sentiment-worker"
+        sys_version = ""
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0].rstrip("/") or "/"
+            if path == "/metrics":
+                self._send(HTTPStatus.OK, metrics.render(), CONTENT_TYPE_LATEST)
+            elif path in ("/healthz", "/readyz"):
+                ok, details = health.liveness() if path == "/healthz" else health.readiness()
+                status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+                self._send(status, json.dumps(details).encode(), "application/json")
+            else:
+                body = json.dumps({"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]})
+                self._send(HTTPStatus.NOT_FOUND, body.encode(), "application/json")
+
+        def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            # Probes and scrapes every few seconds would drown the worker's logs.
+            return
+
+    return Handler
