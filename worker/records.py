@@ -92,6 +92,7 @@ class EnrichedRecord(BaseModel):
 
 class ErrorType(StrEnum):
     TOO_LARGE = "too_large"  # value bigger than max_message_bytes
+    EMPTY_VALUE = "empty_value"  # null value (tombstone) or zero bytes
     INVALID_UTF8 = "invalid_utf8"
     INVALID_JSON = "invalid_json"
     NOT_AN_OBJECT = "not_an_object"

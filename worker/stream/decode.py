@@ -1,0 +1,187 @@
+"""Decode/validate stage: Kafka record bytes → a valid :class:`Item` with token ids, or a :class:`Rejected`.
+
+Per message: size check, UTF-8 decode, JSON parse and field checks (that work is per message by nature).
+Per poll batch: one tokenizer call for all valid texts of the poll (fast tokenizer, ``encode_batch``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from worker.records import ErrorType
+from worker.settings import Settings
+
+Tokenize = Callable[[Sequence[str]], tuple[list[list[int]], list[bool]]]
+
+
+class SourceRecord(Protocol):
+    """What the pipeline needs of a consumed record (kafka-python's ConsumerRecord has these)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] | None
+
+
+@dataclass(slots=True)
+class Item:
+    """A valid record on its way through batcher → infer → encode → sink."""
+
+    record: SourceRecord
+    payload: dict[str, Any]
+    text: str
+    received: float  # time.time() when polled
+    ids: list[int] = field(default_factory=list)
+    truncated: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A record that goes to the dead-letter topic, with the reason."""
+
+    record: SourceRecord
+    error_type: ErrorType
+    message: str
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+class Decoder:
+    def __init__(
+        self,
+        *,
+        input_format: str,
+        text_field: str,
+        max_message_bytes: int,
+        max_text_chars: int,
+        text_overflow: str,
+        tokenize: Tokenize,
+    ) -> None:
+        self.input_format = input_format
+        self.text_field = text_field
+        self.max_message_bytes = max_message_bytes
+        self.max_text_chars = max_text_chars
+        self.reject_overflow = text_overflow == "reject"
+        self.tokenize = tokenize
+
+    @classmethod
+    def from_settings(cls, settings: Settings, tokenize: Tokenize) -> Decoder:
+        return cls(
+            input_format=settings.input_format,
+            text_field=settings.text_field,
+            max_message_bytes=settings.max_message_bytes,
+            max_text_chars=settings.max_text_chars,
+            text_overflow=settings.text_overflow,
+            tokenize=tokenize,
+        )
+
+    def decode(
+        self, records: Sequence[SourceRecord], received: float | None = None
+    ) -> tuple[list[Item], list[Rejected]]:
+        """Validate every record, then tokenise all valid texts in one call. Order of items is kept."""
+        received = time.time() if received is None else received
+        items: list[Item] = []
+        rejected: list[Rejected] = []
+        for record in records:
+            result = self._decode_one(record, received)
+            (items if isinstance(result, Item) else rejected).append(result)  # type: ignore[arg-type]
+        if items:
+            try:
+                ids, truncated = self.tokenize([item.text for item in items])
+            except Exception:
+                # A batch tokenizer failure: isolate the bad text(s) one by one.
+                return self._tokenize_each(items, rejected)
+            kept: list[Item] = []
+            for item, item_ids, was_truncated in zip(items, ids, truncated, strict=True):
+                if was_truncated and self.reject_overflow:
+                    rejected.append(Rejected(item.record, ErrorType.TOO_LONG, "text exceeds max_length tokens"))
+                    continue
+                item.ids = item_ids
+                item.truncated = item.truncated or was_truncated
+                kept.append(item)
+            items = kept
+        return items, rejected
+
+    def _tokenize_each(self, items: list[Item], rejected: list[Rejected]) -> tuple[list[Item], list[Rejected]]:
+        kept: list[Item] = []
+        for item in items:
+            try:
+                (ids,), (was_truncated,) = self.tokenize([item.text])
+            except Exception as exc:
+                rejected.append(Rejected(item.record, ErrorType.INVALID_TEXT, f"tokenizer failed: {exc!r}"))
+                continue
+            if was_truncated and self.reject_overflow:
+                rejected.append(Rejected(item.record, ErrorType.TOO_LONG, "text exceeds max_length tokens"))
+                continue
+            item.ids = ids
+            item.truncated = item.truncated or was_truncated
+            kept.append(item)
+        return kept, rejected
+
+    def _decode_one(self, record: SourceRecord, received: float) -> Item | Rejected:
+        value = record.value
+        if not value:
+            return Rejected(record, ErrorType.EMPTY_VALUE, "record value is null or empty")
+        if len(value) > self.max_message_bytes:
+            return Rejected(
+                record,
+                ErrorType.TOO_LARGE,
+                f"value is {len(value)} bytes, over max_message_bytes={self.max_message_bytes}",
+            )
+        try:
+            decoded = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Rejected(record, ErrorType.INVALID_UTF8, str(exc))
+        if self.input_format == "text":
+            payload: dict[str, Any] = {"text": decoded}
+            text: Any = decoded
+        else:
+            try:
+                payload = json.loads(decoded, parse_constant=_reject_constant)
+            except RecursionError:
+                return Rejected(record, ErrorType.INVALID_JSON, "JSON nested too deeply")
+            except ValueError as exc:  # JSONDecodeError, huge ints, NaN/Infinity
+                return Rejected(record, ErrorType.INVALID_JSON, str(exc))
+            if not isinstance(payload, dict):
+                return Rejected(
+                    record, ErrorType.NOT_AN_OBJECT, f"JSON value is a {type(payload).__name__}, not an object"
+                )
+            if self.text_field not in payload:
+                return Rejected(record, ErrorType.MISSING_TEXT, f"field {self.text_field!r} is missing")
+            text = payload[self.text_field]
+            if not isinstance(text, str):
+                return Rejected(
+                    record,
+                    ErrorType.INVALID_TEXT,
+                    f"field {self.text_field!r} is {type(text).__name__}, not a string",
+                )
+        if not text.strip():
+            return Rejected(record, ErrorType.INVALID_TEXT, "text is empty or blank")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return Rejected(record, ErrorType.INVALID_TEXT, "text holds lone surrogates (not valid Unicode)")
+        truncated = False
+        if len(text) > self.max_text_chars:
+            if self.reject_overflow:
+                return Rejected(
+                    record,
+                    ErrorType.TOO_LONG,
+                    f"text is {len(text)} characters, over max_text_chars={self.max_text_chars}",
+                )
+            text = text[: self.max_text_chars]
+            truncated = True
+        return Item(record=record, payload=payload, text=text, received=received, truncated=truncated)

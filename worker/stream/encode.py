@@ -1,0 +1,107 @@
+"""Encode stage: (items, probabilities) → output records (topic, key, value, headers, partition).
+
+Output value: the input JSON object's fields unchanged, plus ``sentiment`` and ``sentiment_meta``
+(schema: ``worker.records.EnrichedRecord``). Key and headers of the input are kept, plus ``x-sentiment-*``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from worker.records import HEADER_LABEL, HEADER_MODEL, HEADER_REVISION, HEADER_SCORE, SCHEMA_VERSION
+from worker.stream.decode import Item
+
+
+@dataclass(slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    partition: int | None
+    item: Item
+    label: str
+
+
+class Encoder:
+    def __init__(
+        self,
+        *,
+        labels: Sequence[str],
+        model_meta: dict[str, Any],
+        output_topic: str,
+        partitioning: str = "key",
+    ) -> None:
+        self.labels = tuple(labels)
+        self.model_meta = dict(model_meta)
+        self.output_topic = output_topic
+        self.by_source_partition = partitioning == "source"
+        self._topics: dict[tuple[str, str], str] = {}
+        self._static_headers = [
+            (HEADER_MODEL, str(model_meta.get("id", "")).encode()),
+            (HEADER_REVISION, str(model_meta.get("revision") or "").encode()),
+        ]
+
+    def topic_for(self, source_topic: str, label: str) -> str:
+        key = (source_topic, label)
+        topic = self._topics.get(key)
+        if topic is None:
+            topic = self._topics[key] = self.output_topic.format(topic=source_topic, label=label.lower())
+        return topic
+
+    def encode(self, items: Sequence[Item], probs: np.ndarray) -> list[OutRecord]:
+        """One output record per item, in item order."""
+        if len(items) != len(probs):
+            raise ValueError(f"{len(items)} items but {len(probs)} predictions")
+        now = time.time()
+        processed_at = datetime.fromtimestamp(now, UTC).isoformat()
+        best = probs.argmax(axis=1).tolist()
+        rows = probs.tolist()
+        labels = self.labels
+        out: list[OutRecord] = []
+        for item, row, top in zip(items, rows, best, strict=True):
+            record = item.record
+            label = labels[top]
+            score = row[top]
+            payload = dict(item.payload)
+            payload["sentiment"] = {
+                "label": label,
+                "score": score,
+                "scores": dict(zip(labels, row, strict=True)),
+            }
+            payload["sentiment_meta"] = {
+                "schema_version": SCHEMA_VERSION,
+                "model": self.model_meta,
+                "source": {
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "timestamp": record.timestamp,
+                },
+                "processed_at": processed_at,
+                "latency_ms": round(max(0.0, now - item.received) * 1000.0, 3),
+                "truncated": item.truncated,
+            }
+            headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("x-sentiment-")]
+            headers.append((HEADER_LABEL, label.encode()))
+            headers.append((HEADER_SCORE, f"{score:.6f}".encode()))
+            headers.extend(self._static_headers)
+            out.append(
+                OutRecord(
+                    topic=self.topic_for(record.topic, label),
+                    key=record.key,
+                    value=json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+                    headers=headers,
+                    partition=record.partition if self.by_source_partition else None,
+                    item=item,
+                    label=label,
+                )
+            )
+        return out

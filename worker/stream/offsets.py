@@ -1,0 +1,124 @@
+"""Offset tracking for at-least-once delivery.
+
+Every polled offset is tracked per partition, in poll order. An offset is *done* once its output record
+(or its dead-letter record) is acknowledged by the broker. The committable offset of a partition is the
+first offset that is not done (or last tracked + 1 when all are done): a commit never passes a record that
+is still in flight, whatever order the acknowledgements arrive in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+TP = tuple[str, int]  # kafka-python's TopicPartition is a (topic, partition) namedtuple
+
+
+@dataclass(slots=True)
+class _PartitionState:
+    pending: deque[int] = field(default_factory=deque)  # tracked, not yet contiguous-done, in order
+    done: set[int] = field(default_factory=set)  # done but behind an unfinished offset
+    next_commit: int | None = None  # offset to commit (next record to read)
+    committed: int | None = None  # last offset handed to commit
+
+
+class OffsetTracker:
+    def __init__(self) -> None:
+        self._parts: dict[TP, _PartitionState] = {}
+        self._cond = threading.Condition()
+
+    # -- ownership (rebalance) --------------------------------------------------------------------
+    def assign(self, tps: Iterable[TP]) -> None:
+        with self._cond:
+            for tp in tps:
+                self._parts.setdefault(_key(tp), _PartitionState())
+
+    def remove(self, tps: Iterable[TP]) -> None:
+        """Forget partitions (revoked or lost). Late acks for them are ignored."""
+        with self._cond:
+            for tp in tps:
+                self._parts.pop(_key(tp), None)
+            self._cond.notify_all()
+
+    def owned(self, tp: TP) -> bool:
+        with self._cond:
+            return _key(tp) in self._parts
+
+    def partitions(self) -> list[TP]:
+        with self._cond:
+            return list(self._parts)
+
+    # -- data path ---------------------------------------------------------------------------------
+    def track(self, tp: TP, offsets: Iterable[int]) -> bool:
+        """Register polled offsets (increasing). False (nothing tracked) if the partition isn't owned."""
+        with self._cond:
+            state = self._parts.get(_key(tp))
+            if state is None:
+                return False
+            for offset in offsets:
+                if state.pending and offset <= state.pending[-1]:
+                    raise ValueError(f"offset {offset} of {tp} tracked out of order")
+                state.pending.append(offset)
+            return True
+
+    def ack(self, tp: TP, offset: int) -> None:
+        with self._cond:
+            state = self._parts.get(_key(tp))
+            if state is None:
+                return
+            pending = state.pending
+            if pending and pending[0] == offset:
+                pending.popleft()
+                state.next_commit = offset + 1
+                done = state.done
+                while pending and pending[0] in done:
+                    head = pending.popleft()
+                    done.discard(head)
+                    state.next_commit = head + 1
+                if not pending:
+                    self._cond.notify_all()
+            else:
+                state.done.add(offset)
+
+    # -- commit ------------------------------------------------------------------------------------
+    def committable(self, tps: Iterable[TP] | None = None) -> dict[TP, int]:
+        """Offsets that advanced since the last :meth:`mark_committed`."""
+        with self._cond:
+            keys = self._parts if tps is None else [_key(tp) for tp in tps]
+            result = {}
+            for key in keys:
+                state = self._parts.get(key)
+                if state is not None and state.next_commit is not None and state.next_commit != state.committed:
+                    result[key] = state.next_commit
+            return result
+
+    def mark_committed(self, offsets: dict[TP, int]) -> None:
+        with self._cond:
+            for tp, offset in offsets.items():
+                state = self._parts.get(_key(tp))
+                if state is not None:
+                    state.committed = offset
+
+    def pending_count(self, tps: Iterable[TP] | None = None) -> int:
+        with self._cond:
+            keys = self._parts if tps is None else [_key(tp) for tp in tps]
+            return sum(len(self._parts[k].pending) for k in keys if k in self._parts)
+
+    def wait_drained(self, tps: Iterable[TP] | None = None, timeout: float | None = None) -> bool:
+        """Block until nothing is pending for ``tps`` (all partitions by default). False on timeout."""
+        tps = None if tps is None else list(tps)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self.pending_count(tps) > 0:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining if remaining is None else min(remaining, 0.5))
+            return True
+
+
+def _key(tp: TP) -> TP:
+    return (tp[0], tp[1])

@@ -1,0 +1,197 @@
+"""Sink stage: produce output and dead-letter records with kafka-python's KafkaProducer.
+
+acks=all, idempotent, async sends with delivery callbacks. A record is *done* only when the broker
+acknowledged it (``on_done`` is called from the producer's IO thread). If an output record can't be
+delivered it is dead-lettered (reason ``produce_failed``); if a dead-letter can't be delivered either, the
+worker can't make progress without losing data, so ``on_fatal`` is called and the offset is never committed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
+
+from worker.observability import get_logger
+from worker.records import DeadLetter, ErrorType
+from worker.settings import Settings
+from worker.stream.decode import SourceRecord
+from worker.stream.encode import OutRecord
+
+log = get_logger(__name__)
+
+DLQ_MAX_FALLBACK_BYTES = 65_536
+HEADER_DLQ_TRUNCATED = "x-dlq-value-truncated"
+
+DoneCallback = Callable[[SourceRecord, OutRecord | None], None]
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    return {
+        **settings.kafka_security(),
+        "client_id": f"{settings.client_id}-producer",
+        "acks": "all",
+        "enable_idempotence": True,
+        "compression_type": None if settings.compression_type == "none" else settings.compression_type,
+        "linger_ms": settings.linger_ms,
+        "max_request_size": settings.producer_max_request_size,
+        # Bounded blocking on metadata while the cluster is unreachable; the sink retries and logs.
+        "max_block_ms": 10_000,
+    }
+
+
+def worker_id(settings: Settings) -> str:
+    return f"{settings.client_id}@{socket.gethostname()}:{os.getpid()}"
+
+
+class Sink:
+    def __init__(
+        self,
+        producer: Any,
+        *,
+        dlq_topic: str,
+        worker: str,
+        on_done: DoneCallback,
+        on_fatal: Callable[[BaseException], None],
+        on_dead_letter: Callable[[str], None] | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self.producer = producer
+        self.dlq_topic = dlq_topic
+        self.worker = worker
+        self.on_done = on_done
+        self.on_fatal = on_fatal
+        self.on_dead_letter = on_dead_letter or (lambda reason: None)
+        self.stopping = stopping or threading.Event()
+        self._last_outage_log = 0.0
+
+    @classmethod
+    def create(cls, settings: Settings, **kwargs: Any) -> Sink:
+        producer = KafkaProducer(**producer_config(settings))
+        return cls(producer, dlq_topic=settings.dlq_topic, worker=worker_id(settings), **kwargs)
+
+    # -- output --------------------------------------------------------------------------------------
+    def send_output(self, out: OutRecord) -> None:
+        record = out.item.record
+        try:
+            future = self._send(out.topic, out.key, out.value, out.headers, out.partition)
+        except (MessageSizeTooLargeError, KafkaError, ValueError, TypeError) as exc:
+            self.dead_letter(record, ErrorType.PRODUCE_FAILED, f"output record rejected by producer: {exc!r}")
+            return
+        if future is None:  # stopping before it could be sent: stays uncommitted
+            return
+        future.add_callback(lambda _meta: self.on_done(record, out))
+        future.add_errback(
+            lambda exc: self.dead_letter(record, ErrorType.PRODUCE_FAILED, f"output record not delivered: {exc!r}")
+        )
+
+    # -- dead letters --------------------------------------------------------------------------------
+    def dead_letter(self, record: SourceRecord, error_type: ErrorType, message: str) -> None:
+        envelope = DeadLetter(
+            error_type=error_type,
+            error_message=message,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            source_timestamp=record.timestamp,
+            failed_at=datetime.now(UTC),
+            worker=self.worker,
+        )
+        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("x-dlq-")]
+        headers.extend(envelope.headers())
+        topic = self.dlq_topic.format(topic=record.topic)
+        log.warning(
+            "dead_letter",
+            reason=error_type.value,
+            error=message[:300],
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            dlq_topic=topic,
+        )
+        self._send_dead_letter(topic, record, headers, error_type, record.value, truncated=False)
+
+    def _send_dead_letter(
+        self,
+        topic: str,
+        record: SourceRecord,
+        headers: list[tuple[str, bytes]],
+        error_type: ErrorType,
+        value: bytes | None,
+        *,
+        truncated: bool,
+    ) -> None:
+        def too_large(exc: BaseException) -> None:
+            if truncated:
+                self.on_fatal(exc)
+                return
+            log.warning("dead_letter_truncated", topic=record.topic, partition=record.partition, offset=record.offset)
+            self._send_dead_letter(
+                topic,
+                record,
+                [*headers, (HEADER_DLQ_TRUNCATED, b"true")],
+                error_type,
+                (value or b"")[:DLQ_MAX_FALLBACK_BYTES],
+                truncated=True,
+            )
+
+        def failed(exc: BaseException) -> None:
+            if isinstance(exc, MessageSizeTooLargeError) or "TooLarge" in type(exc).__name__:
+                too_large(exc)
+            else:
+                log.error("dead_letter_failed", error=repr(exc), topic=record.topic, offset=record.offset)
+                self.on_fatal(exc)
+
+        try:
+            future = self._send(topic, record.key, value, headers, None)
+        except MessageSizeTooLargeError as exc:
+            too_large(exc)
+            return
+        except (KafkaError, ValueError, TypeError) as exc:
+            failed(exc)
+            return
+        if future is None:
+            return
+        future.add_callback(lambda _meta: (self.on_dead_letter(error_type.value), self.on_done(record, None)))
+        future.add_errback(failed)
+
+    # -- plumbing ------------------------------------------------------------------------------------
+    def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        partition: int | None,
+    ) -> Any:
+        """producer.send, retrying while the cluster is unreachable (metadata timeouts) until stopping."""
+        backoff = 0.5
+        while True:
+            try:
+                return self.producer.send(topic, value=value, key=key, headers=headers, partition=partition)
+            except KafkaTimeoutError as exc:
+                if self.stopping.is_set():
+                    return None
+                now = time.monotonic()
+                if now - self._last_outage_log > 10.0:
+                    self._last_outage_log = now
+                    log.warning("produce_blocked", topic=topic, error=str(exc), retry_in_s=backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        try:
+            self.producer.flush(timeout=timeout_s)
+            return True
+        except KafkaTimeoutError:
+            return False
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self.producer.close(timeout=timeout_s)

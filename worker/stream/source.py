@@ -1,0 +1,174 @@
+"""Source stage: a kafka-python KafkaConsumer in a consumer group, manual commits, topics or a pattern.
+
+Rebalances: kafka-python 3.x runs rebalance listeners on its IO thread, where a blocking ``commit()`` is
+not allowed. The listener here is async: it waits (without blocking the IO loop, so heartbeats go on) for
+the pipeline to drain the revoked partitions, then commits their offsets synchronously *before* the
+consumer rejoins, so the next owner starts exactly after the last record we produced.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+
+from worker.observability import get_logger
+from worker.settings import Settings
+from worker.stream.decode import SourceRecord
+
+log = get_logger(__name__)
+
+
+class RebalanceHandler(Protocol):
+    def prepare_revoke(self, partitions: list[TopicPartition]) -> Callable[[], dict[Any, int]]:
+        """Start draining; return a function that tells when done: () -> offsets to commit (or raises)."""
+        ...
+
+    def revoke_done(self, partitions: list[TopicPartition], offsets: dict[Any, int]) -> None: ...
+
+    def assigned(self, partitions: list[TopicPartition]) -> None: ...
+
+    def lost(self, partitions: list[TopicPartition]) -> None: ...
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    return {
+        **settings.kafka_security(),
+        "client_id": f"{settings.client_id}-consumer",
+        "group_id": settings.group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": settings.auto_offset_reset,
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+        "max_poll_interval_ms": settings.max_poll_interval_ms,
+        "max_poll_records": settings.max_poll_records,
+        "fetch_max_bytes": settings.fetch_max_bytes,
+        "max_partition_fetch_bytes": max(settings.max_message_bytes * 2, 1_048_576),
+    }
+
+
+class _Listener(AsyncConsumerRebalanceListener):
+    def __init__(self, source: Source, handler: RebalanceHandler) -> None:
+        self.source = source
+        self.handler = handler
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        partitions = sorted(revoked)
+        if not partitions:
+            return
+        log.info("partitions_revoked", partitions=_fmt(partitions))
+        try:
+            done = self.handler.prepare_revoke(partitions)
+            net = self.source.consumer._coordinator._net  # kafka-python 3.0.x IO loop (pinned version)
+            offsets: dict[Any, int] | None = None
+            while offsets is None:
+                offsets = done()
+                if offsets is None:
+                    await net.sleep(0.02)
+            if offsets:
+                await self.source.consumer._coordinator._commit_offsets_sync_async(_to_commit(offsets))
+                log.info("revoke_committed", offsets=_fmt_offsets(offsets))
+            self.handler.revoke_done(partitions, offsets)
+        except Exception as exc:
+            log.error("revoke_commit_failed", error=repr(exc), partitions=_fmt(partitions))
+            self.handler.lost(partitions)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        partitions = sorted(assigned)
+        log.info("partitions_assigned", partitions=_fmt(partitions))
+        self.handler.assigned(partitions)
+
+    async def on_partitions_lost(self, lost: Any) -> None:
+        partitions = sorted(lost)
+        log.warning("partitions_lost", partitions=_fmt(partitions))
+        self.handler.lost(partitions)
+
+
+class Source:
+    def __init__(self, settings: Settings, handler: RebalanceHandler, consumer: Any | None = None) -> None:
+        self.settings = settings
+        self.consumer = consumer or KafkaConsumer(**consumer_config(settings))
+        listener = _Listener(self, handler)
+        if settings.input_pattern:
+            self.consumer.subscribe(pattern=settings.input_pattern, listener=listener)
+        else:
+            self.consumer.subscribe(topics=list(settings.input_topics), listener=listener)
+        self._paused = False
+        self._lock = threading.Lock()
+
+    def poll(self, timeout_s: float) -> list[SourceRecord]:
+        """Records in partition order (each partition's records in offset order)."""
+        batches = self.consumer.poll(timeout_ms=max(0, int(timeout_s * 1000)))
+        if not batches:
+            return []
+        records: list[SourceRecord] = []
+        for tp in sorted(batches):
+            records.extend(batches[tp])
+        return records
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.consumer.assignment())
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause_all(self) -> int:
+        parts = list(self.consumer.assignment())
+        if parts:
+            self.consumer.pause(*parts)
+        self._paused = True
+        return len(parts)
+
+    def resume_all(self) -> None:
+        parts = list(self.consumer.paused())
+        if parts:
+            self.consumer.resume(*parts)
+        self._paused = False
+
+    def ensure_paused_state(self) -> None:
+        """After a rebalance, newly assigned partitions start unpaused: re-apply the pause."""
+        if self._paused:
+            self.pause_all()
+
+    def commit_async(self, offsets: dict[Any, int], callback: Callable[[Any, Any], None] | None = None) -> None:
+        if offsets:
+            self.consumer.commit_async(offsets=_to_commit(offsets), callback=callback)
+
+    def commit_sync(self, offsets: dict[Any, int], timeout_s: float = 10.0) -> None:
+        if offsets:
+            self.consumer.commit(offsets=_to_commit(offsets), timeout_ms=int(timeout_s * 1000))
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition: highwater (from fetch responses) − position. Unknown ones are skipped."""
+        lags: dict[tuple[str, int], int] = {}
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = self.consumer.position(tp, timeout_ms=0)
+            except Exception:
+                continue
+            if position is not None:
+                lags[(tp.topic, tp.partition)] = max(0, high - position)
+        return lags
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def _to_commit(offsets: dict[Any, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {TopicPartition(tp[0], tp[1]): OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
+
+
+def _fmt(partitions: Iterable[Any]) -> list[str]:
+    return [f"{tp[0]}:{tp[1]}" for tp in partitions]
+
+
+def _fmt_offsets(offsets: dict[Any, int]) -> dict[str, int]:
+    return {f"{tp[0]}:{tp[1]}": off for tp, off in offsets.items()}
