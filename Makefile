@@ -1,0 +1,43 @@
+# sentiment-worker — make targets create the venv, install everything, and run the main jobs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint format schemas starter bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU wheel (a looser requirement pulls a multi-GB CUDA build)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the worker with its pinned stack
+
+demo: $(STAMP)  ## embedded broker + offline starter model + sample stream → enriched output
+	$(BIN)/sentiment-worker demo
+
+test: $(STAMP)  ## all tests: unit, integration (real broker, real ONNX exports) and slow ones
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## unit tests only
+	$(BIN)/python -m pytest -q -m "unit"
+
+lint: $(STAMP)
+	$(BIN)/ruff check worker tests benchmarks
+	$(BIN)/ruff format --check worker tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix worker tests benchmarks
+	$(BIN)/ruff format worker tests benchmarks
+
+schemas: $(STAMP)  ## regenerate schemas/*.json from worker/records.py
+	$(BIN)/sentiment-worker schemas
+
+starter: $(STAMP)  ## build (or reuse) the offline starter model; prints its directory
+	$(BIN)/sentiment-worker model build-starter
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
