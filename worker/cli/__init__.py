@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "worker.cli.broker_cmds",  # broker
     "worker.cli.starter_cmds",  # model build-starter, finetune, eval
     "worker.cli.bench_cmds",  # bench
+    "worker.cli.info_cmds",  # settings
 )
 
 

@@ -43,11 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo.add_argument("--partitions", type=int, default=4, help="Partitions of the demo topic (default 4).")
     demo.add_argument("--show", type=int, default=12, help="Enriched records to print in full (default 12).")
     demo.add_argument("--timeout", type=float, default=300.0, help="Give up after this many seconds.")
-    demo.add_argument(
-        "--random-model",
-        action="store_true",
-        help="Use a tiny random-weight model instead of the starter model (labels are meaningless; smoke runs).",
-    )
     add_settings_flags(demo, ["model", "precision", "device", "max_batch_size", "max_wait_ms", "cache_dir"])
     demo.set_defaults(func=cmd_demo)
 
@@ -139,7 +134,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             log_format=None if _env_has("SENTIMENT_LOG_FORMAT") else "console",
             log_level=None if _env_has("SENTIMENT_LOG_LEVEL") else "warning",
         )
-        model_dir, why = _demo_model(settings, random_model=args.random_model)
+        model_dir, why = _demo_model(settings)
         print(f"model: {model_dir}\n  ({why})", file=out, flush=True)
         create_topics(broker.bootstrap, {DEMO_TOPIC: args.partitions})
 
@@ -180,15 +175,11 @@ def _env_has(name: str) -> bool:
     return name in os.environ
 
 
-def _demo_model(settings: Settings, *, random_model: bool) -> tuple[Path, str]:
+def _demo_model(settings: Settings) -> tuple[Path, str]:
     """The model for the demo: --model if given; else the offline starter model (built once if missing)."""
     from worker.model.resolve import resolve_model
     from worker.settings import DEFAULT_MODEL
 
-    if random_model:
-        from worker.model.random_model import export_random_model
-
-        return export_random_model(settings.cache_dir), "RANDOM WEIGHTS: labels are meaningless (--random-model)"
     if settings.model != DEFAULT_MODEL:
         return resolve_model(settings), f"configured model {settings.model}"
     from worker.model import starter

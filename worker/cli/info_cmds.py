@@ -1,0 +1,48 @@
+"""``sentiment-worker settings``: show the effective settings (secrets masked) or document them all."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from worker.cli.common import add_common_flags, add_settings_flags
+from worker.settings import Settings, env_name, flag_name, load_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "settings",
+        help="Print the effective settings (flags > env > config file > defaults), secrets masked.",
+        description="Validate and print the effective settings as JSON (secrets masked), or with --markdown "
+        "a table of every setting with its env var, flag and default.",
+    )
+    add_common_flags(p)
+    p.add_argument("--markdown", action="store_true", help="Print the reference table of all settings.")
+    add_settings_flags(p)
+    p.set_defaults(func=cmd_settings)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(settings_markdown())
+        return 0
+    overrides = {k.removeprefix("setting_"): v for k, v in vars(args).items() if k.startswith("setting_")}
+    settings = load_settings(args.config, **overrides)
+    print(json.dumps(settings.safe_dump(), indent=2, default=str))
+    return 0
+
+
+def settings_markdown() -> str:
+    rows = ["| Setting | Env var / flag | Default | Meaning |", "|---|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        if info.default_factory is not None:
+            default = "`~/.cache/sentiment-worker`" if name == "cache_dir" else "(computed)"
+        elif info.default is None:
+            default = "unset"
+        elif isinstance(info.default, list):
+            default = f"`{','.join(info.default)}`" if info.default else "empty"
+        else:
+            default = f"`{info.default}`"
+        desc = (info.description or "").replace("|", "\\|")
+        rows.append(f"| {name} | `{env_name(name)}` / `{flag_name(name)}` | {default} | {desc} |")
+    return "\n".join(rows)
