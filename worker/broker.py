@@ -175,6 +175,7 @@ class EmbeddedBroker:
         self.stop_timeout_s = stop_timeout_s
         self._log_dir = Path(log_dir) if log_dir is not None else None
         self._tmp_dir: Path | None = None
+        self._tmp_cleanup: weakref.finalize[Any, Any] | None = None
         self._extra_args = list(extra_args or [])
         self._env = dict(env) if env is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -258,6 +259,8 @@ class EmbeddedBroker:
         else:
             if self._tmp_dir is None:
                 self._tmp_dir = Path(tempfile.mkdtemp(prefix="tansu-"))
+                # Removed by close(), or when this object is collected, or at interpreter exit.
+                self._tmp_cleanup = weakref.finalize(self, shutil.rmtree, self._tmp_dir, ignore_errors=True)
             log_dir = self._tmp_dir
         self._log_path = log_dir / f"tansu-{port}.log"
         self._log_file = self._log_path.open("ab")
@@ -322,8 +325,9 @@ class EmbeddedBroker:
     def close(self) -> None:
         """Stop and remove the temporary log directory."""
         self.stop()
-        if self._tmp_dir is not None:
-            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+        if self._tmp_cleanup is not None:
+            self._tmp_cleanup()
+            self._tmp_cleanup = None
             self._tmp_dir = None
             self._log_path = None
 

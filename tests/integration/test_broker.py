@@ -154,11 +154,11 @@ def test_broker_dies_with_its_parent(tmp_path: Path) -> None:
         from worker.broker import EmbeddedBroker
         from worker.observability import configure_logging
         configure_logging("json", "warning")  # logs to stderr; stdout carries only the pid
-        b = EmbeddedBroker().start()
+        b = EmbeddedBroker(log_dir=LOG_DIR).start()
         print(b.pid, flush=True)
         time.sleep(60)
         """
-    )
+    ).replace("LOG_DIR", repr(str(tmp_path)))
     parent = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -202,6 +202,11 @@ def test_committed_offsets_and_fast_group_join(broker: EmbeddedBroker, topic_nam
         consumer.close()
     assert committed_offsets(broker.bootstrap, group, topic_name) == {0: 2, 1: 1}
     assert committed_offsets(broker.bootstrap, group + "-none", topic_name) == {}
+
+
+def test_consume_all_of_a_missing_topic_is_empty(broker: EmbeddedBroker, topic_name: str) -> None:
+    assert consume_all(broker.bootstrap, topic_name, expected=1, timeout_s=0.5) == []
+    assert topic_name not in _topics(broker.bootstrap)
 
 
 def test_rate_limit_is_roughly_honoured(broker: EmbeddedBroker, topic_name: str) -> None:

@@ -9,6 +9,7 @@ import threading
 from types import FrameType
 
 from worker.cli.common import add_common_flags, add_settings_flags, settings_from_args
+from worker.settings import Settings
 
 _LOG_FIELDS = ("log_format", "log_level")
 _PRODUCE_FIELDS = (
@@ -126,10 +127,23 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
+    from worker.broker import BrokerError
+
+    settings = settings_from_args(args)
+    try:
+        return _produce(args, settings)
+    except (KafkaError, BrokerError) as exc:
+        message = str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"
+        print(f"sentiment-worker produce: {message}", file=sys.stderr)
+        return 1
+
+
+def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from worker import loadgen
     from worker.broker import create_topics
 
-    settings = settings_from_args(args)
     if args.rate < 0:
         print("sentiment-worker produce: --rate must be >= 0", file=sys.stderr)
         return 2
