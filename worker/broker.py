@@ -234,6 +234,8 @@ class EmbeddedBroker:
                 return self
             except BrokerError as exc:
                 last_error = exc
+                if fixed is None:
+                    self._port = None  # the next start() picks a fresh port again
         assert last_error is not None
         raise last_error
 
