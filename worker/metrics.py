@@ -27,6 +27,8 @@ commits_total                              counter    offset commits
 committed_offset{topic,partition}          gauge      last committed offset (next record to read)
 consumer_lag{topic,partition}              gauge      high-water mark − position, per owned partition
 model_info{model_id,revision,...}          info       model id, revision, active execution provider, ...
+ready / alive                              gauge      1/0: what /readyz and /healthz answer (set at scrape)
+main_loop_age_seconds                      gauge      seconds since the main loop last iterated
 worker_info{version}                       info       package version
 =========================================  =========  ==================================================
 """
@@ -162,6 +164,13 @@ class WorkerMetrics:
             registry=r,
         )
         self.worker_info = Info(f"{PREFIX}_worker", "Worker build information.", registry=r)
+        self.ready = Gauge(f"{PREFIX}_ready", "1 when /readyz answers 200 (set at each scrape).", registry=r)
+        self.alive = Gauge(f"{PREFIX}_alive", "1 when /healthz answers 200 (set at each scrape).", registry=r)
+        self.loop_age = Gauge(
+            f"{PREFIX}_main_loop_age_seconds",
+            "Seconds since the main loop last iterated (-1 before it started).",
+            registry=r,
+        )
         self.worker_info.info({"version": __version__})
         self._lock = threading.Lock()
         self._lag_series: set[TopicPartition] = set()
@@ -246,6 +255,15 @@ class WorkerMetrics:
                 "sha256": sha256,
             }
         )
+
+    def set_health(self, health: HealthState) -> None:
+        """Copy the health verdicts into gauges, so alerts need no probe data (MetricsServer calls it)."""
+        alive, live = health.liveness()
+        ready, _ = health.readiness()
+        self.alive.set(1 if alive else 0)
+        self.ready.set(1 if ready else 0)
+        age = live["last_beat_age_s"]
+        self.loop_age.set(-1 if age is None else age)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format (what ``/metrics`` serves)."""
@@ -390,6 +408,7 @@ def _make_handler(metrics: WorkerMetrics, health: HealthState) -> type[BaseHTTPR
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0].rstrip("/") or "/"
             if path == "/metrics":
+                metrics.set_health(health)
                 self._send(HTTPStatus.OK, metrics.render(), CONTENT_TYPE_LATEST)
             elif path in ("/healthz", "/readyz"):
                 ok, details = health.liveness() if path == "/healthz" else health.readiness()

@@ -192,9 +192,28 @@ def test_exposition_parses() -> None:
         "sentiment_consumer_lag",
         "sentiment_model_info",
         "sentiment_worker_info",
+        "sentiment_ready",
+        "sentiment_alive",
+        "sentiment_main_loop_age_seconds",
         "process_resident_memory_bytes",
     }
     assert expected <= names
+
+
+def test_set_health_copies_the_verdicts() -> None:
+    m, clock = WorkerMetrics(), FakeClock()
+    h = HealthState(stuck_after_s=5, clock=clock)
+    m.set_health(h)
+    assert (value(m, "sentiment_alive"), value(m, "sentiment_ready")) == (1, 0)
+    assert value(m, "sentiment_main_loop_age_seconds") == -1
+    h.set_model_loaded(True)
+    h.set_broker_reachable(True)
+    h.set_assignment(1, waiting=False)
+    h.beat()
+    clock.now += 6
+    m.set_health(h)
+    assert (value(m, "sentiment_alive"), value(m, "sentiment_ready")) == (0, 1)
+    assert value(m, "sentiment_main_loop_age_seconds") == 6
 
 
 # ---- HealthState ------------------------------------------------------------------------------------
@@ -283,7 +302,10 @@ def test_http_round_trip(served: Any) -> None:
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     assert 'sentiment_messages_consumed_total{topic="in"} 4.0' in body
     metrics.record_consumed("in", 6)
-    assert 'sentiment_messages_consumed_total{topic="in"} 10.0' in get(server.port, "/metrics")[1]
+    body = get(server.port, "/metrics")[1]
+    assert 'sentiment_messages_consumed_total{topic="in"} 10.0' in body
+    assert "sentiment_ready 0.0" in body and "sentiment_alive 1.0" in body
+    assert "sentiment_main_loop_age_seconds -1.0" in body
 
     # alive in the start-up grace period, not ready
     status, body, _ = get(server.port, "/healthz")
@@ -303,6 +325,9 @@ def test_http_round_trip(served: Any) -> None:
     clock.now += 31
     status, body, _ = get(server.port, "/healthz")
     assert status == 503 and json.loads(body)["last_beat_age_s"] == pytest.approx(31)
+    body = get(server.port, "/metrics")[1]
+    assert "sentiment_alive 0.0" in body and "sentiment_main_loop_age_seconds 31.0" in body
+    assert "sentiment_ready 1.0" in body
     health.beat()
     assert get(server.port, "/healthz")[0] == 200
 
