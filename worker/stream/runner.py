@@ -117,6 +117,9 @@ class Runner:
         self.source: Source | None = None
         self.sink: Sink | None = None
         self._threads: list[threading.Thread] = []
+        self._lags: dict[tuple[str, int], int] = {}
+        self._unreachable_since: float | None = None
+        self._last_outage_log = 0.0
         self.metrics.set_model_info(
             model_id=model.model_id,
             revision=model.revision,
@@ -405,6 +408,7 @@ class Runner:
 
     def revoke_done(self, partitions: list[Any], offsets: dict[Any, int]) -> None:
         self.tracker.remove(partitions)
+        self.metrics.forget_partitions(partitions)
         if offsets:
             self.metrics.record_commit(offsets)
         self._after_assignment_change()
@@ -417,6 +421,7 @@ class Runner:
 
     def lost(self, partitions: list[Any]) -> None:
         self.tracker.remove(partitions)
+        self.metrics.forget_partitions(partitions)
         self._after_assignment_change()
 
     def _after_assignment_change(self) -> None:
@@ -427,12 +432,26 @@ class Runner:
     # ---- health & logs ---------------------------------------------------------------------------------
     def _check_health(self) -> None:
         assert self.source is not None
+        reachable = self.source.broker_reachable()
+        self.health.set_broker_reachable(reachable)
+        now = time.monotonic()
+        if not reachable:
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+            if now - self._last_outage_log >= self.settings.log_interval_s:
+                self._last_outage_log = now
+                log.warning("broker_unreachable", seconds=round(now - self._unreachable_since, 1))
+            return
+        if self._unreachable_since is not None:
+            log.info("broker_reachable", outage_s=round(now - self._unreachable_since, 1))
+            self._unreachable_since = None
+            self._last_outage_log = 0.0
         try:
-            lags = self.source.lag()
-        except Exception:
-            lags = {}
-        self.metrics.set_lag(lags)
-        self._lags = lags
+            self._lags = self.source.lag()
+        except Exception as exc:
+            log.debug("lag_unavailable", error=repr(exc))
+            return
+        self.metrics.set_lag(self._lags)
 
     def _log_summary(self) -> None:
         with self._stats_lock:
@@ -440,7 +459,7 @@ class Runner:
         log.info(
             "throughput",
             **{k: v for k, v in snap.items() if k not in ("labels", "dlq_reasons")},
-            lag=sum(getattr(self, "_lags", {}).values()) if getattr(self, "_lags", None) else None,
+            lag=sum(self._lags.values()) if self._lags else None,
             queue=self.batch_q.qsize(),
         )
 

@@ -158,6 +158,13 @@ class Source:
                 lags[(tp.topic, tp.partition)] = max(0, high - position)
         return lags
 
+    def broker_reachable(self) -> bool:
+        """True while the group coordinator is known (kafka-python marks it unknown when the broker is gone)."""
+        try:
+            return not self.consumer._coordinator.coordinator_unknown()  # pinned kafka-python 3.0.x
+        except Exception:
+            return False
+
     def close(self) -> None:
         self.consumer.close(autocommit=False)
 
