@@ -1,0 +1,92 @@
+"""Turn the configured model (``settings.model``) into an exported ONNX dir the runtime can load.
+
+Order: an exported dir (has the manifest) is used as is; a local HF model dir is exported (cached);
+anything else is a hub id exported at ``settings.model_revision``. When the *default* hub model can't
+be fetched (no network, nothing cached) the offline starter model is used if it has been built
+(``sentiment-worker model build-starter``), with a ``model_fallback`` warning.
+
+Resolving an exported dir imports nothing heavy (no torch/optimum): the export module loads those
+lazily, only when it really exports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from worker.model.export import ModelUnavailableError, export_model, is_exported_dir
+from worker.observability import get_logger
+from worker.settings import DEFAULT_MODEL, DEFAULT_REVISION, Settings
+
+log = get_logger(__name__)
+
+__all__ = ["ModelUnavailableError", "hub_revision", "resolve_model"]
+
+
+def hub_revision(settings: Settings) -> str | None:
+    """The hub revision to use for ``settings.model``.
+
+    ``model_revision`` defaults to the pinned commit of the *default* model; that commit means nothing
+    in another repo, so for another hub id the default is dropped (→ the repo's main branch) unless a
+    revision was set explicitly (flag, env or config file).
+    """
+    revision = settings.model_revision
+    if (
+        settings.model != DEFAULT_MODEL
+        and revision == DEFAULT_REVISION
+        and "model_revision" not in settings.model_fields_set
+    ):
+        return None
+    return revision
+
+
+def _starter_dir(cache_dir: Path, precision: str) -> Path | None:
+    try:
+        from worker.model.starter import cached_starter_dir
+    except (ImportError, AttributeError):
+        return None
+    try:
+        found = cached_starter_dir(cache_dir, precision)
+    except (ImportError, AttributeError):
+        return None
+    return Path(found) if found is not None else None
+
+
+def resolve_model(settings: Settings) -> Path:
+    """Return an exported dir for ``settings.model`` (exporting into ``settings.cache_dir`` if needed)."""
+    source = settings.model
+    local = Path(source).expanduser()
+    if local.is_dir() and is_exported_dir(local):
+        log.info("model_resolved", source=source, path=str(local), reason="exported dir")
+        return local
+    if local.is_dir() and (local / "config.json").is_file():
+        path = export_model(local, precision=settings.precision, cache_dir=settings.cache_dir)
+        log.info("model_resolved", source=source, path=str(path), reason="local HF model dir, exported")
+        return path
+    if local.is_dir():
+        raise ModelUnavailableError(
+            f"model {source} is a directory but neither an exported ONNX dir (sentiment-manifest.json) "
+            "nor a Hugging Face model dir (config.json)"
+        )
+
+    revision = hub_revision(settings)
+    try:
+        path = export_model(source, revision=revision, precision=settings.precision, cache_dir=settings.cache_dir)
+    except ModelUnavailableError as exc:
+        if source != DEFAULT_MODEL:
+            raise
+        starter = _starter_dir(settings.cache_dir, settings.precision)
+        if starter is None:
+            raise ModelUnavailableError(
+                f"{exc} (no offline starter model is built in {settings.cache_dir} either)"
+            ) from exc
+        log.warning(
+            "model_fallback",
+            wanted=source,
+            wanted_revision=revision,
+            using=str(starter),
+            reason=f"the default model is unavailable ({str(exc)[:200]}); using the offline starter model",
+        )
+        log.info("model_resolved", source=str(starter), path=str(starter), reason="offline starter (fallback)")
+        return starter
+    log.info("model_resolved", source=source, revision=revision, path=str(path), reason="hub model, exported")
+    return path

@@ -1,0 +1,359 @@
+"""Run an exported sentiment model with ONNX Runtime (CUDA when asked/available, CPU otherwise).
+
+This is the hot path: it imports onnxruntime, tokenizers and numpy only — never torch, transformers or
+optimum (a test checks ``'torch' not in sys.modules`` after load + predict).
+
+Typical use::
+
+    model = SentimentModel.load(exported_dir, device="auto")
+    ids, truncated = model.tokenize(texts)
+    result = model.infer_ids(ids, chunk_size=16)     # length-sorted chunks, probs in input order
+    predictions = model.to_predictions(result.probs)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from worker.observability import get_logger
+
+log = get_logger(__name__)
+
+MANIFEST_NAME = "sentiment-manifest.json"  # same name as worker.model.export.MANIFEST_NAME
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+Device = Literal["auto", "cpu", "cuda"]
+_ORT_DEFAULT_LOG_SEVERITY = 2  # onnxruntime's own default (warning); there is no getter to save/restore
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceResult:
+    probs: np.ndarray  # (n, num_labels) float32, rows in input order
+    real_tokens: int  # tokens of the inputs (incl. special tokens)
+    padded_tokens: int  # positions fed to the model, padding included
+
+
+class ProviderUnavailableError(RuntimeError):
+    """The requested execution provider (CUDA) can't be used, or the model needs one that isn't there."""
+
+
+class ModelIntegrityError(RuntimeError):
+    """The ONNX file's sha256 differs from the manifest's (corrupted or tampered export)."""
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def gpu_visible() -> bool:
+    """A cheap, side-effect-free hint that an NVIDIA GPU is present (device nodes; WSL's /dev/dxg)."""
+    dev = Path("/dev")
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "dxg").exists()
+
+
+def cuda_plausible() -> bool:
+    # get_available_providers() lists CUDA for the onnxruntime-gpu wheel even on GPU-less machines
+    # (FINDINGS §3), so it is only a necessary condition.
+    return CUDA in ort.get_available_providers() and gpu_visible()
+
+
+@contextlib.contextmanager
+def _quiet_ort() -> Iterator[None]:
+    """Silence onnxruntime's default logger (its CUDA-load errors) while probing CUDA in auto mode."""
+    ort.set_default_logger_severity(4)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(_ORT_DEFAULT_LOG_SEVERITY)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float32)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class SentimentModel:
+    """A loaded exported model: tokenizer + ONNX Runtime session + labels."""
+
+    model_id: str
+    revision: str | None
+    sha256: str
+    precision: str
+    provider: str
+    labels: tuple[str, ...]
+    max_length: int
+    path: Path
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        session: ort.InferenceSession,
+        tokenizer: Tokenizer,
+        manifest: dict[str, Any],
+        labels: tuple[str, ...],
+        max_length: int,
+        pad_id: int,
+    ) -> None:
+        self.path = path
+        self._session = session
+        self._tokenizer = tokenizer
+        self.manifest = manifest
+        self.model_id = str(manifest.get("source", path))
+        self.revision = manifest.get("revision")
+        self.sha256 = str(manifest["onnx_sha256"])
+        self.precision = str(manifest.get("precision", "fp32"))
+        self.provider = session.get_providers()[0]
+        self.labels = labels
+        self.max_length = max_length
+        self._pad_id = pad_id
+        self._input_names = {i.name for i in session.get_inputs()}
+        self._output_name = session.get_outputs()[0].name
+        self._meta = {
+            "id": self.model_id,
+            "revision": self.revision,
+            "onnx_sha256": self.sha256,
+            "precision": self.precision,
+            "provider": self.provider,
+        }
+
+    # ---- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        exported_dir: Path,
+        *,
+        device: Device = "auto",
+        device_id: int = 0,
+        threads: int = 0,
+        max_length: int = 128,
+        warmup: bool = True,
+    ) -> SentimentModel:
+        """Load an exported dir (only from that dir), verify the ONNX sha256, create the session."""
+        started = time.perf_counter()
+        path = Path(exported_dir)
+        manifest_path = path / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise FileNotFoundError(
+                f"{path} is not an exported model dir (no {MANIFEST_NAME}); export it with `sentiment-worker export`"
+            )
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        onnx_path = path / manifest.get("onnx_file", "model.onnx")
+        if not onnx_path.is_file():
+            raise FileNotFoundError(f"{onnx_path} is missing")
+        digest = _sha256(onnx_path)
+        if digest != manifest.get("onnx_sha256"):
+            raise ModelIntegrityError(
+                f"{onnx_path} sha256 {digest} does not match the manifest ({manifest.get('onnx_sha256')}): "
+                "the export is corrupted or was modified; re-export it (sentiment-worker export --force)"
+            )
+        precision = str(manifest.get("precision", "fp32"))
+        if precision == "fp16" and (device == "cpu" or (device == "auto" and not cuda_plausible())):
+            raise ProviderUnavailableError(
+                f"this export is fp16, which runs only on CUDA, and device is {device}"
+                f"{' with no usable GPU here' if device == 'auto' else ''}; "
+                "run it on a GPU (device cuda/auto) or use an fp32/int8 export on CPU"
+            )
+
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        id2label = config.get("id2label") or {}
+        if not id2label:
+            raise ValueError(f"{path}/config.json has no id2label")
+        labels = tuple(str(id2label[k]) for k in sorted(id2label, key=int))
+        max_positions = int(config.get("max_position_embeddings", max_length))
+        if max_length > max_positions:
+            log.warning("max_length_capped", requested=max_length, model_limit=max_positions)
+            max_length = max_positions
+
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=max_length)
+        pad_id = _pad_id(tokenizer, config)
+
+        session = _create_session(onnx_path, device=device, device_id=device_id, threads=threads)
+        if precision == "fp16" and session.get_providers()[0] != CUDA:
+            raise ProviderUnavailableError(
+                f"this export is fp16, which runs only on CUDA, but the session got {session.get_providers()[0]}; "
+                "use an fp32 or int8 export on this machine"
+            )
+        model = cls(
+            path=path,
+            session=session,
+            tokenizer=tokenizer,
+            manifest=manifest,
+            labels=labels,
+            max_length=max_length,
+            pad_id=pad_id,
+        )
+        if warmup:
+            model.predict(["warm up", "a slightly longer warm up sentence for the session"])
+        log.info(
+            "model_loaded",
+            provider=model.provider,
+            precision=model.precision,
+            sha256=model.sha256,
+            path=str(path),
+            labels=list(labels),
+            model=model.model_id,
+            revision=model.revision,
+            max_length=max_length,
+            threads=threads,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return model
+
+    # ---- tokenise / infer -------------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        """Token ids per text (special tokens included, truncated to max_length, unpadded) + truncated flags."""
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = [enc.ids for enc in encodings]
+        truncated = [bool(enc.overflowing) for enc in encodings]
+        return ids, truncated
+
+    def infer_ids(self, ids: Sequence[Sequence[int]], *, chunk_size: int | None = None) -> InferenceResult:
+        """Probabilities for token-id sequences, rows in input order.
+
+        With ``chunk_size`` < len(ids) the sequences are sorted by length and run in chunks of
+        ``chunk_size``, each padded only to its own longest sequence (length bucketing).
+        """
+        n = len(ids)
+        num_labels = len(self.labels)
+        if n == 0:
+            return InferenceResult(np.zeros((0, num_labels), dtype=np.float32), 0, 0)
+        lengths = np.fromiter((len(seq) for seq in ids), dtype=np.int64, count=n)
+        real = int(lengths.sum())
+        if chunk_size is None or chunk_size >= n:
+            probs = self._run(ids, lengths, np.arange(n))
+            return InferenceResult(probs, real, n * max(1, int(lengths.max())))
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        order = np.argsort(lengths, kind="stable")
+        probs = np.empty((n, num_labels), dtype=np.float32)
+        padded = 0
+        for start in range(0, n, chunk_size):
+            idx = order[start : start + chunk_size]
+            probs[idx] = self._run(ids, lengths, idx)
+            padded += len(idx) * max(1, int(lengths[idx].max()))
+        return InferenceResult(probs, real, padded)
+
+    def _run(self, ids: Sequence[Sequence[int]], lengths: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        rows = len(idx)
+        width = max(1, int(lengths[idx].max()))
+        input_ids = np.full((rows, width), self._pad_id, dtype=np.int64)
+        for row, i in enumerate(idx.tolist()):
+            input_ids[row, : lengths[i]] = ids[i]
+        attention_mask = (np.arange(width)[None, :] < lengths[idx][:, None]).astype(np.int64)
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        feeds = {k: v for k, v in feeds.items() if k in self._input_names}
+        (logits,) = self._session.run([self._output_name], feeds)
+        return softmax(logits)
+
+    def predict(self, texts: Sequence[str], *, chunk_size: int | None = None) -> list[Prediction]:
+        ids, _ = self.tokenize(texts)
+        return self.to_predictions(self.infer_ids(ids, chunk_size=chunk_size).probs)
+
+    def to_predictions(self, probs: np.ndarray) -> list[Prediction]:
+        labels = self.labels
+        best = probs.argmax(axis=1).tolist()
+        rows = probs.tolist()
+        return [
+            Prediction(label=labels[b], score=row[b], scores=dict(zip(labels, row, strict=True)))
+            for b, row in zip(best, rows, strict=True)
+        ]
+
+    def model_meta(self) -> dict[str, Any]:
+        """Keys id, revision, onnx_sha256, precision, provider (worker.records.ModelMeta)."""
+        return dict(self._meta)
+
+    def __repr__(self) -> str:
+        return (
+            f"SentimentModel(model_id={self.model_id!r}, precision={self.precision!r}, "
+            f"provider={self.provider!r}, labels={self.labels!r}, path={str(self.path)!r})"
+        )
+
+
+def _pad_id(tokenizer: Tokenizer, config: dict[str, Any]) -> int:
+    pad = config.get("pad_token_id")
+    if isinstance(pad, int):
+        return pad
+    for token in ("[PAD]", "<pad>"):
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            return int(token_id)
+    return 0  # masked out anyway
+
+
+def _session_options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads  # 0 = onnxruntime's default (all physical cores)
+    return options
+
+
+def _create_session(onnx_path: Path, *, device: Device, device_id: int, threads: int) -> ort.InferenceSession:
+    cuda_providers: list[Any] = [(CUDA, {"device_id": device_id}), CPU]
+    if device == "cuda":
+        if CUDA not in ort.get_available_providers():
+            raise ProviderUnavailableError(
+                f"device cuda requested but this onnxruntime build has no CUDAExecutionProvider "
+                f"(available: {ort.get_available_providers()}); install onnxruntime-gpu or use device cpu/auto"
+            )
+        session = ort.InferenceSession(str(onnx_path), _session_options(threads), providers=cuda_providers)
+        got = session.get_providers()[0]
+        if got != CUDA:
+            raise ProviderUnavailableError(
+                f"device cuda requested but the ONNX Runtime session got {got}: CUDA could not be initialised "
+                f"(no GPU at device_id {device_id}, or CUDA 13 / cuDNN 9 libraries missing — see the onnxruntime "
+                "errors above). Use device auto or cpu to run on the CPU."
+            )
+        return session
+    if device == "auto" and cuda_plausible():
+        with _quiet_ort():
+            try:
+                session = ort.InferenceSession(str(onnx_path), _session_options(threads), providers=cuda_providers)
+            except Exception as exc:  # a broken CUDA setup must not stop a CPU run in auto mode
+                log.warning("cuda_probe_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+                session = None
+        if session is not None and session.get_providers()[0] == CUDA:
+            return session
+        log.warning(
+            "cuda_unavailable_using_cpu",
+            reason="a GPU is visible but the CUDA execution provider could not be created "
+            "(CUDA 13 / cuDNN 9 libraries?); running on CPUExecutionProvider",
+        )
+    elif device == "auto":
+        log.warning(
+            "cuda_unavailable_using_cpu",
+            reason="no NVIDIA GPU visible (or no CUDA provider in this onnxruntime build); "
+            "running on CPUExecutionProvider",
+        )
+    elif device != "cpu":
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    return ort.InferenceSession(str(onnx_path), _session_options(threads), providers=[CPU])
