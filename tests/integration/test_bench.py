@@ -1,0 +1,86 @@
+"""`sentiment-worker bench --quick` runs end to end and writes a complete report (never timing thresholds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SECTIONS = (
+    "## Summary",
+    "## Targets",
+    "## Machine",
+    "## Matrix-multiply ceiling",
+    "## Model-only grid",
+    "## End-to-end",
+    "## Baselines",
+    "## GPU",
+    "## Method and noise",
+    "## Plots",
+)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_bench_quick_writes_a_report(tmp_path: Path) -> None:
+    output = tmp_path / "report"
+    env = {**os.environ, "SENTIMENT_LOG_LEVEL": "warning"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "worker",
+            "bench",
+            "--quick",
+            "--models",
+            "tiny",
+            "--output",
+            str(output),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "report:" in result.stdout
+
+    markdown = (output / "report.md").read_text(encoding="utf-8")
+    for section in SECTIONS:
+        assert section in markdown, f"missing section {section}"
+    assert "tiny" in markdown
+
+    results = json.loads((output / "results.json").read_text(encoding="utf-8"))
+    for key in ("machine", "models", "model_only", "end_to_end", "summary", "sgemm_before"):
+        assert key in results, key
+    assert results["machine"]["logical_cpus"]
+    cells = results["model_only"]["tiny"]["cells"]
+    assert {c["padding"] for c in cells} == {"none", "pad", "bucket"}
+    assert {c["precision"] for c in cells} == {"fp32", "int8"}
+    runs = results["end_to_end"]["runs"]
+    ours = runs["ours-tiny-fp32"]
+    assert ours["phases"]["saturation"]["complete"]
+    assert {"load-25", "load-50", "load-90"} <= set(ours["phases"])
+    assert ours["lag_timeline"]
+    assert runs["naive-tiny"]["phases"]["saturation"]["received"] > 0
+    assert results["end_to_end"]["torch_eager"]["tiny"]["msgs_per_s"] > 0
+    summary = results["summary"]["per_model"]["tiny"]
+    assert summary["ours_over_naive"] is not None
+    assert summary["ours_over_model_only"] is not None
+
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "no plots" in markdown
+    else:
+        for plot in ("throughput_vs_batch.png", "latency_cdf.png", "lag_over_time.png", "padding_waste.png"):
+            assert (output / plot).stat().st_size > 0, plot
