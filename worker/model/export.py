@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -49,6 +48,8 @@ MANIFEST_FORMAT_VERSION = 1
 # then no longer match and are rebuilt.
 EXPORT_RECIPE_VERSION = 1
 
+_HUB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)?")
+
 # Files of a local HF model dir that define the model; their content keys the export cache.
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 _DEFINING_FILES = (
@@ -66,7 +67,9 @@ _TOKENIZER_FILES = (
     "special_tokens_map.json",
     "added_tokens.json",
 )
-_VERSIONED_PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnxruntime-gpu", "onnxruntime", "onnx")
+_VERSIONED_PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "tokenizers")
+# onnxruntime ships as `onnxruntime-gpu` or `onnxruntime` (same import name; FINDINGS §3).
+_ORT_DISTRIBUTIONS = ("onnxruntime-gpu", "onnxruntime")
 
 # Options per precision that go into the manifest and the cache key.
 _INT8_OPTIONS: dict[str, Any] = {
@@ -137,13 +140,23 @@ def is_hf_model_dir(path: Path | str) -> bool:
     return path.is_dir() and (path / "config.json").is_file() and not (path / MANIFEST_NAME).is_file()
 
 
+def _dist_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in _VERSIONED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+    """Versions of the export stack; ``onnxruntime`` is whichever distribution provides it."""
+    versions = {name: _dist_version(name) for name in _VERSIONED_PACKAGES}
+    for dist in _ORT_DISTRIBUTIONS:
+        if (version := _dist_version(dist)) is not None:
+            versions["onnxruntime"] = version
+            versions["onnxruntime_distribution"] = dist
+            break
+    else:
+        versions["onnxruntime"] = None
     return versions
 
 
@@ -448,8 +461,11 @@ def export_model(
         slug = _slug(local.name)
         rev_out: str | None = None
     else:
-        if source_text.startswith((".", "/", "~")) or os.sep in source_text.strip("/").replace("/", "", 1):
-            raise ModelUnavailableError(f"model path {source_text} does not exist")
+        # A hub id is "name" or "org/name"; anything path-like that is not a directory is a missing path.
+        if isinstance(source, Path) or not _HUB_ID.fullmatch(source_text):
+            raise ModelUnavailableError(
+                f"model path {source_text} does not exist (and it is not a Hugging Face hub id like org/name)"
+            )
         kind = "hub"
         model_id = source_text
         content_hash = None

@@ -33,8 +33,9 @@ def test_fp32_export_layout_and_manifest(tiny_onnx_dir: Path, tiny_model_dir: Pa
     assert manifest["onnx_file"] == "model.onnx"
     assert manifest["onnx_sha256"] == sha256_file(tiny_onnx_dir / "model.onnx")
     assert manifest["labels"] == ["NEGATIVE", "POSITIVE"]
-    assert set(manifest["versions"]) >= {"torch", "transformers", "optimum", "onnxruntime-gpu", "onnx"}
-    assert manifest["versions"]["transformers"]
+    versions = manifest["versions"]
+    assert set(versions) >= {"torch", "transformers", "optimum", "onnxruntime", "onnx"}
+    assert all(versions[name] for name in ("torch", "transformers", "optimum", "onnxruntime", "onnx"))
     assert manifest["options"]["task"] == "text-classification"
     assert manifest["opset"] >= 14
     datetime.fromisoformat(manifest["created_at"])
