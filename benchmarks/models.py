@@ -28,7 +28,6 @@ MODEL_KEYS = ("starter", "base", "tiny")
 BASE_SEED = 0
 TINY_SEED = 1234
 _BUILD_MARKER = ".bench-complete"
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
 
 
@@ -102,19 +101,16 @@ def _starter_hf_dir(cache_dir: Path) -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
-def _real_tokenizer_dir(cache_dir: Path) -> tuple[Path | None, str]:
-    """An uncased 30,522-token WordPiece tokenizer folder: the starter model's, else the cached MiniLM's."""
-    starter = _starter_hf_dir(cache_dir)
-    if starter is not None and (starter / "tokenizer.json").is_file():
-        return starter, "starter model tokenizer (uncased WordPiece, 30,522 tokens)"
-    try:
-        from worker.model.data import cached_materials
-
-        materials = cached_materials(cache_dir)
-    except Exception:  # pragma: no cover - the data module is optional here
-        materials = None
-    if materials is not None and (materials.minilm_dir / "tokenizer.json").is_file():
-        return materials.minilm_dir, "MiniLM tokenizer (uncased WordPiece, 30,522 tokens)"
+def _real_tokenizer_dir(cache_dirs: list[Path]) -> tuple[Path | None, str]:
+    """An uncased 30,522-token WordPiece tokenizer folder: the starter model's, else a cached MiniLM's."""
+    for cache_dir in cache_dirs:
+        starter = _starter_hf_dir(cache_dir)
+        if starter is not None and (starter / "tokenizer.json").is_file():
+            return starter, "starter model tokenizer (uncased WordPiece, 30,522 tokens)"
+    for cache_dir in cache_dirs:
+        minilm = Path(cache_dir).expanduser() / "materials" / "minilm" / "model"
+        if (minilm / "tokenizer.json").is_file():
+            return minilm, "MiniLM tokenizer from the registry materials (uncased WordPiece, 30,522 tokens)"
     return None, ""
 
 
@@ -187,9 +183,10 @@ def _build_random_model(
             vocab_size = _save_tiny_tokenizer(tmp)
             pad_id = 0
         else:
-            for name in _TOKENIZER_FILES:
-                if (tokenizer_dir / name).is_file():
-                    shutil.copy2(tokenizer_dir / name, tmp / name)
+            # re-saved as a DistilBERT tokenizer: no token_type_ids (DistilBERT's forward takes none)
+            from transformers import DistilBertTokenizerFast
+
+            DistilBertTokenizerFast.from_pretrained(tokenizer_dir).save_pretrained(tmp)
             vocab = json.loads((tmp / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
             vocab_size = len(vocab)
             pad_id = int(vocab.get("[PAD]", 0))
@@ -217,27 +214,30 @@ def bench_models_root(cache_dir: Path) -> Path:
 
 
 # ---- preparation --------------------------------------------------------------------------------------------
-def prepare_model(key: str, precisions: list[str], cache_dir: Path) -> BenchModel:
-    """The HF folder and the ONNX exports (cached) of benchmark model ``key`` (starter, base, tiny, or an HF dir)."""
+def prepare_model(key: str, precisions: list[str], cache_dir: Path, *, starter_cache: Path | None = None) -> BenchModel:
+    """The HF folder and the ONNX exports (cached) of benchmark model ``key`` (starter, base, tiny, or an HF dir).
+
+    ``starter_cache``: the cache dir holding the starter build (default ``cache_dir``); it is only read: exports
+    that the starter build did not make (o3) are written under ``cache_dir``.
+    """
     from worker.model.export import export_model
 
     cache_dir = Path(cache_dir).expanduser()
-    export_cache = cache_dir
+    starter_cache = Path(starter_cache).expanduser() if starter_cache else cache_dir
     if key == "starter":
-        from worker.model.starter import cached_starter_dir, starter_root
+        from worker.model.starter import cached_starter_dir
 
-        hf_dir = _starter_hf_dir(cache_dir)
-        if hf_dir is None or cached_starter_dir(cache_dir, "fp32") is None:
+        hf_dir = _starter_hf_dir(starter_cache)
+        if hf_dir is None or cached_starter_dir(starter_cache, "fp32") is None:
             raise ModelUnavailable(
-                f"the offline starter model is not built in {cache_dir} (build it once with "
-                "`sentiment-worker model build-starter`, ~15 min on 2 cores), or pick other models with "
-                "--models base,tiny"
+                f"the offline starter model is not built in {starter_cache} (build it once with "
+                "`sentiment-worker model build-starter`, ~15 min on 2 cores; or point --starter-cache at the "
+                "cache dir that holds it), or pick other models with --models base,tiny"
             )
         label = "starter (MiniLM→DistilBERT, dim 384, 6 layers, fine-tuned)"
-        note = "the offline starter model: real weights, real predictions"
-        export_cache = starter_root(cache_dir)  # derived precisions reuse the starter's cached fp32 export
+        note = f"the offline starter model: real weights, real predictions ({hf_dir})"
     elif key == "base":
-        tok_dir, tok_note = _real_tokenizer_dir(cache_dir)
+        tok_dir, tok_note = _real_tokenizer_dir(list(dict.fromkeys([starter_cache, cache_dir])))
         suffix = "" if tok_dir is not None else "-tinytok"
         hf_dir = _build_random_model(
             bench_models_root(cache_dir) / f"distilbert-base-random-seed{BASE_SEED}{suffix}",
@@ -272,9 +272,9 @@ def prepare_model(key: str, precisions: list[str], cache_dir: Path) -> BenchMode
         if key == "starter":
             from worker.model.starter import cached_starter_dir
 
-            found = cached_starter_dir(cache_dir, precision)
+            found = cached_starter_dir(starter_cache, precision)
             if found is not None:
                 exports[precision] = found
                 continue
-        exports[precision] = export_model(hf_dir, precision=precision, cache_dir=export_cache)  # type: ignore[arg-type]
+        exports[precision] = export_model(hf_dir, precision=precision, cache_dir=cache_dir)  # type: ignore[arg-type]
     return BenchModel(key=key, label=label, hf_dir=hf_dir, exports=exports, shape=read_shape(hf_dir), note=note)

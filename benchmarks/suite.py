@@ -34,6 +34,7 @@ def _default(name: str) -> Any:
 class BenchConfig:
     output: Path
     cache_dir: Path
+    starter_cache: Path | None = None  # where the starter build lives (default: cache_dir)
     mode: str = "all"
     quick: bool = False
     models: list[str] = field(default_factory=list)  # grid models (empty: defaults)
@@ -87,7 +88,7 @@ class BenchConfig:
         if not self.models or not self.e2e_models:
             from worker.model.starter import cached_starter_dir
 
-            have_starter = cached_starter_dir(self.cache_dir, "fp32") is not None
+            have_starter = cached_starter_dir(self.starter_cache or self.cache_dir, "fp32") is not None
             default_models = (["starter"] if have_starter else ["tiny"]) if quick else ["starter", "base"]
             self.models = self.models or default_models
             self.e2e_models = self.e2e_models or list(default_models)
@@ -159,7 +160,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
         for key in wanted:
             precisions = sorted(set(config.precisions) | set(config.e2e_precisions) | {"fp32"})
             try:
-                models[key] = prepare_model(key, precisions, config.cache_dir)
+                models[key] = prepare_model(key, precisions, config.cache_dir, starter_cache=config.starter_cache)
             except ModelUnavailable as exc:
                 results["notes"].append(f"model {key} skipped: {exc}")
                 log.warning("bench.model_unavailable", model=key, error=str(exc))

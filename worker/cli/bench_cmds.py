@@ -73,6 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--inference-batch-size", type=int, default=None, help="Worker inference_batch_size (default 16)."
     )
     bench.add_argument("--cache-dir", type=Path, default=None, help="Model/export cache (default: settings).")
+    bench.add_argument(
+        "--starter-cache",
+        type=Path,
+        default=None,
+        help="Cache dir holding the starter model build (default: --cache-dir); only read.",
+    )
     bench.add_argument("--seed", type=int, default=0, help="Seed of the generated texts.")
     bench.add_argument("--no-progress", action="store_true", help="No progress bars.")
     bench.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
@@ -111,6 +117,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = suite.BenchConfig(
         output=Path(output),
         cache_dir=Path(cache_dir).expanduser(),
+        starter_cache=args.starter_cache,
         mode=args.mode,
         quick=args.quick,
         models=_csv(args.models),
