@@ -271,7 +271,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{st.get('max_length')}, threads {st.get('threads')}, {st.get('partitions')} partitions, session timeout "
             f"{st.get('session_timeout_ms')} ms. Messages: {e2e.get('texts_source')}. The worker runs in its own "
             "process; the load generator, output consumer and lag sampler run in the benchmark process on the same "
-            "cores. Saturation = a burst drained by the worker, throughput between the 10% and 90% output arrivals; "
+            "cores. Saturation = a burst drained by the worker, throughput = outputs after the first arriving group ÷ "
+            "time from the first to the last output; "
             "latency = output arrival − `sent_at`."
         )
         lines.append("")

@@ -79,6 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=None,
         help="Cache dir holding the starter model build (default: --cache-dir); only read.",
     )
+    bench.add_argument(
+        "--what-if-fetch-wait-ms",
+        type=int,
+        default=10,
+        help="Also run the worker at 50%% load with this consumer fetch_max_wait_ms (0 = skip; default 10).",
+    )
     bench.add_argument("--seed", type=int, default=0, help="Seed of the generated texts.")
     bench.add_argument("--no-progress", action="store_true", help="No progress bars.")
     bench.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
@@ -142,6 +148,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
         progress=not args.no_progress,
+        what_if_fetch_wait_ms=args.what_if_fetch_wait_ms or None,
     )
     for name in ("max_batch_size", "max_wait_ms", "inference_batch_size"):
         value = getattr(args, name)
