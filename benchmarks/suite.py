@@ -132,6 +132,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
     from benchmarks import report
 
     config.resolve_defaults()
+    if config.data:  # fail fast on a bad --data before any model work
+        ds.resolve(config.data, text_field=config.text_field, cache_dir=config.cache_dir)
     config.output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -205,7 +207,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
 
 def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str]) -> dict[str, Any]:
     from benchmarks.baselines import torch_eager
-    from benchmarks.end_to_end import E2EConfig, RunSpec, run_one
+    from benchmarks.end_to_end import E2EConfig, RunSpec
     from benchmarks.model_only import pipeline_ceiling
     from worker.broker import EmbeddedBroker
     from worker.model.runtime import SentimentModel
@@ -307,7 +309,7 @@ def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str
                     load_seconds=config.load_seconds,
                     saturation_estimate=ceilings[p]["msgs_per_s"],
                 )
-                out["runs"][spec.name] = run_one(spec, e2e_config, progress=config.progress)
+                out["runs"][spec.name] = _safe_run(spec, e2e_config, config, notes)
                 sat = out["runs"][spec.name]["phases"].get("saturation", {}).get("msgs_per_s")
                 if i == 0 and config.what_if_fetch_wait_ms and sat and 0.5 in config.loads:
                     # what-if: the same worker with a short consumer fetch wait (not a setting today), 50% load
@@ -324,7 +326,7 @@ def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str
                         saturation_estimate=sat,
                         consumer_extra={"fetch_max_wait_ms": config.what_if_fetch_wait_ms},
                     )
-                    out["runs"][what_if.name] = run_one(what_if, e2e_config, progress=config.progress)
+                    out["runs"][what_if.name] = _safe_run(what_if, e2e_config, config, notes)
             # (a) the naive consumer on the same messages
             if config.baselines:
                 spec = RunSpec(
@@ -337,11 +339,23 @@ def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str
                     saturation_messages=0,
                     saturation_seconds=config.naive_seconds,
                 )
-                out["runs"][spec.name] = run_one(spec, e2e_config, progress=config.progress)
+                out["runs"][spec.name] = _safe_run(spec, e2e_config, config, notes)
     finally:
         if broker is not None:
             broker.stop()
     return out
+
+
+def _safe_run(spec: Any, e2e_config: Any, config: BenchConfig, notes: list[str]) -> dict[str, Any]:
+    """One end-to-end run; a failure is recorded (and reported) instead of losing the whole benchmark."""
+    from benchmarks.end_to_end import run_one
+
+    try:
+        return run_one(spec, e2e_config, progress=config.progress)
+    except Exception as exc:
+        log.exception("bench.run_failed", run=spec.name)
+        notes.append(f"end-to-end run {spec.name} failed: {type(exc).__name__}: {exc}")
+        return {"name": spec.name, "kind": spec.kind, "model": spec.model_key, "error": str(exc), "phases": {}}
 
 
 # ---- ratios and targets ---------------------------------------------------------------------------------------

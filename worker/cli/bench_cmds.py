@@ -154,7 +154,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             setattr(config, name, value)
-    results = suite.run(config)
+    from benchmarks.datasets import DatasetError
+
+    try:
+        results = suite.run(config)
+    except DatasetError as exc:
+        print(f"sentiment-worker bench: {exc}", file=sys.stderr)
+        return 2
     summary = results.get("summary", {})
     print(f"report: {config.output / 'report.md'}")
     for key, entry in summary.get("per_model", {}).items():
