@@ -253,18 +253,20 @@ def _quiet_known_warnings() -> Iterator[None]:
 def _quiet_third_party_info() -> Iterator[None]:
     """Keep onnxruntime's per-tensor INFO lines out of the log unless the log level is debug."""
     root = logging.getLogger()
-    if root.getEffectiveLevel() <= logging.DEBUG:
+    if root.getEffectiveLevel() <= logging.DEBUG and root.handlers:
         yield
         return
     chatter = _DropThirdPartyInfo()
-    handlers = list(root.handlers)
-    for handler in handlers:
-        handler.addFilter(chatter)
+    # Handlers see records from every logger; the root logger's own filter also covers the case of no
+    # handlers at all (logging's last-resort output), for records logged on the root logger.
+    targets: list[logging.Filterer] = [root, *root.handlers]
+    for target in targets:
+        target.addFilter(chatter)
     try:
         yield
     finally:
-        for handler in handlers:
-            handler.removeFilter(chatter)
+        for target in targets:
+            target.removeFilter(chatter)
 
 
 # ---- source resolution -----------------------------------------------------------------------------
