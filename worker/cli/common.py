@@ -23,8 +23,8 @@ def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str] | 
     names = list(fields) if fields is not None else list(Settings.model_fields)
     for name in names:
         info = Settings.model_fields[name]
-        default = info.get_default(call_default_factory=False)
-        shown = "" if default is None or callable(default) else f" [default: {default}]"
+        default = None if info.default_factory is not None else info.default
+        shown = "" if default is None else f" [default: {default}]"
         group.add_argument(
             flag_name(name),
             dest=f"setting_{name}",
