@@ -396,7 +396,7 @@ def drain_rate(arrivals_ms: list[float]) -> float | None:
     span = (times[-1] - times[0]) / 1000.0
     if span <= 0:
         return None
-    return (len(times) - first_group) / span
+    return float((len(times) - first_group) / span)
 
 
 def latency_summary(items: list[tuple[int, float, float]]) -> dict[str, Any]:

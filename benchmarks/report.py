@@ -141,7 +141,7 @@ def markdown(results: dict[str, Any]) -> str:
     )
     lines.append("")
     target_rows = [
-        [t["model"], t["goal"], _fmt(t["measured"]), {True: "met", False: "**not met**", None: "—"}[t["met"]]]
+        [t["model"], t["goal"], _fmt(t["measured"]), {True: "met", False: "**not met**"}.get(t["met"], "—")]
         for t in summary.get("targets", [])
     ]
     lines += _table(["model", "goal", "measured", ""], target_rows) if target_rows else ["(no data)"]
@@ -493,25 +493,30 @@ def _plot_throughput(results: dict[str, Any], plt: Any) -> Any:
 
 
 def _plot_latency(results: dict[str, Any], plt: Any) -> Any:
-    runs = {
-        n: r
-        for n, r in ((results.get("end_to_end") or {}).get("runs") or {}).items()
+    runs = [
+        r
+        for r in ((results.get("end_to_end") or {}).get("runs") or {}).values()
         if any(k.startswith("load-") for k in r.get("phases", {}))
-    }
+    ]
     if not runs:
         return None
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.6), squeeze=False)
-    for ax, (name, run) in zip(axes[0], runs.items(), strict=True):
-        for phase, p in run["phases"].items():
-            cdf = p.get("latency_cdf") or []
-            if cdf:
-                ax.plot(
-                    [x for x, _ in cdf], [y for _, y in cdf], label=f"{phase} ({p.get('offered_msgs_per_s')} msg/s)"
-                )
+    models = list(dict.fromkeys(r["model"] for r in runs))
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 3.8), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        for run in (r for r in runs if r["model"] == model):
+            what_if = bool(run.get("consumer_extra"))
+            for phase, p in run["phases"].items():
+                cdf = p.get("latency_cdf") or []
+                if not cdf:
+                    continue
+                label = f"{run.get('precision')} {phase} ({p.get('offered_msgs_per_s')} msg/s)"
+                if what_if:
+                    label += f", fetch wait {run['consumer_extra'].get('fetch_max_wait_ms')} ms"
+                ax.plot([x for x, _ in cdf], [y for _, y in cdf], linestyle=":" if what_if else "-", label=label)
         ax.set_xscale("log")
         ax.set_xlabel("end-to-end latency (ms)")
         ax.set_ylabel("fraction of messages")
-        ax.set_title(name, fontsize=9)
+        ax.set_title(f"ours — {model}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("End-to-end latency CDF at fixed offered loads")

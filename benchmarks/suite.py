@@ -457,7 +457,7 @@ def _targets(per_model: dict[str, Any], config: BenchConfig) -> list[dict[str, A
     for key, entry in per_model.items():
 
         def add(goal: str, value: Any, met: bool | None, key: str = key) -> None:
-            rows.append({"model": key, "goal": goal, "measured": value, "met": met})
+            rows.append({"model": key, "goal": goal, "measured": value, "met": None if met is None else bool(met)})
 
         if entry.get("ours_over_model_only") is not None:
             v = entry["ours_over_model_only"]
