@@ -258,13 +258,15 @@ def prepare_model(key: str, precisions: list[str], cache_dir: Path, *, starter_c
         )
         label = "tiny smoke model (random weights, dim 32, 2 layers)"
         note = "smoke-test model: its numbers say nothing about real models"
-    else:
-        hf_dir = Path(key).expanduser()
+    else:  # a local HF model dir, optionally named: NAME=PATH
+        name, _, path = key.rpartition("=")
+        hf_dir = Path(path).expanduser()
         if not (hf_dir / "config.json").is_file():
             raise ModelUnavailable(f"model {key!r} is neither one of {MODEL_KEYS} nor a local HF model dir")
-        label = f"local model {hf_dir.name}"
-        note = str(hf_dir)
-        key = hf_dir.name
+        shape = read_shape(hf_dir)
+        key = name or hf_dir.name
+        label = f"{key} (local HF model, dim {shape['dim']}, {shape['n_layers']} layers)"
+        note = f"local HF model folder {hf_dir}"
     exports: dict[str, Path] = {}
     for precision in precisions:
         if precision == "fp16":

@@ -167,7 +167,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             except ModelUnavailable as exc:
                 results["notes"].append(f"model {key} skipped: {exc}")
                 log.warning("bench.model_unavailable", model=key, error=str(exc))
-    results["models"] = {key: m.describe() for key, m in models.items()}
+    results["models"] = {m.key: m.describe() for m in models.values()}
 
     # ---- model-only grid ---------------------------------------------------------------------------------------
     if config.mode in ("model", "all"):

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--models",
         default=None,
         help="Grid models, comma-separated: starter, base (random DistilBERT-base shape), tiny, or a local HF "
-        "model dir (default: starter,base; --quick: starter if built, else tiny).",
+        "model dir as PATH or NAME=PATH (default: starter,base; --quick: starter if built, else tiny).",
     )
     bench.add_argument("--e2e-models", default=None, help="End-to-end models (default: as --models).")
     bench.add_argument("--precisions", default=None, help="Grid precisions (default fp32,o3,int8; quick fp32,int8).")
