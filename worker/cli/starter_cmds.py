@@ -82,6 +82,19 @@ def _setup_logging(args: argparse.Namespace) -> None:
     configure_logging(args.log_format, args.log_level)
 
 
+def _passive_omp_threads() -> None:
+    """Let idle OpenMP threads sleep instead of spin (must happen before torch is imported).
+
+    On a small shared machine, spinning threads of a 2-thread team stall each other whenever another
+    process holds a core; passive waiting measured ~20% faster training under such load and no slower
+    without it. An explicit OMP_WAIT_POLICY in the environment wins.
+    """
+    import os
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _default_cache_dir() -> Path:
     from worker.settings import load_settings
 
@@ -95,6 +108,7 @@ def _cmd_build_starter(args: argparse.Namespace) -> int:
     from worker.model.starter import StarterConfig, build_starter
 
     _setup_logging(args)
+    _passive_omp_threads()
     cache_dir = args.cache_dir or _default_cache_dir()
     overrides = {
         k: v
@@ -152,6 +166,8 @@ def _register_finetune(sub: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--warmup-ratio", type=float, default=0.06)
+    p.add_argument("--freeze-embeddings", action="store_true", help="Keep the embedding layer fixed.")
+    p.add_argument("--frozen-layers", type=int, default=0, help="Keep the first N transformer layers fixed (faster).")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores).")
@@ -167,6 +183,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from worker.model.finetune import CardInfo, DataSource, FinetuneConfig, FinetuneError, finetune_and_export
 
     _setup_logging(args)
+    _passive_omp_threads()
     try:
         train = read_labelled_file(args.train)
         evals = {path.stem: read_labelled_file(path) for path in args.eval}
@@ -180,6 +197,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_length=args.max_length,
         warmup_ratio=args.warmup_ratio,
+        freeze_embeddings=args.freeze_embeddings,
+        frozen_layers=args.frozen_layers,
         seed=args.seed,
         device=args.device,
         threads=args.threads,

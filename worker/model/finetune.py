@@ -55,7 +55,10 @@ class FinetuneConfig:
     threads: int = 0  # torch intra-op threads on CPU (0 = all cores)
     length_group_size: int = 1600  # sort by length within groups of this many examples, then batch
     eval_batch_size: int = 128
-    progress: bool = True
+    progress: bool = True  # tqdm bars on stderr
+    log_every: int = 100  # a progress log line every this many steps
+    freeze_embeddings: bool = False  # keep the embedding layer fixed (less compute per step)
+    frozen_layers: int = 0  # keep the embeddings and the first N transformer layers fixed (no backward there)
 
 
 @dataclass
@@ -162,6 +165,21 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _freeze(model: torch.nn.Module, config: FinetuneConfig) -> None:
+    base = getattr(model, "distilbert", None)
+    if base is None:
+        if config.freeze_embeddings or config.frozen_layers:
+            raise FinetuneError("freezing needs a DistilBERT model (model.distilbert)")
+        return
+    if config.freeze_embeddings or config.frozen_layers:
+        base.embeddings.requires_grad_(False)
+    layers = base.transformer.layer
+    if config.frozen_layers > len(layers):
+        raise FinetuneError(f"frozen_layers {config.frozen_layers} > the model's {len(layers)} layers")
+    for layer in layers[: config.frozen_layers]:
+        layer.requires_grad_(False)
+
+
 def _check_model_dir(model_dir: Path) -> None:
     config_path = Path(model_dir) / "config.json"
     if not config_path.is_file():
@@ -209,6 +227,7 @@ def train_classifier(
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).to(device)
     if model.config.num_labels != 2:
         raise FinetuneError(f"{model_dir} has {model.config.num_labels} labels; finetune expects 2 (0/1)")
+    _freeze(model, config)
     model.train()
 
     texts = [t for t, _ in train]
@@ -288,6 +307,16 @@ def train_classifier(
             if config.progress and (step % 10 == 0 or step == total_steps):
                 elapsed = time.perf_counter() - epoch_started
                 bar.set_postfix(loss=f"{loss_sum / done:.4f}", ex_s=f"{done * config.batch_size / elapsed:.0f}")
+            if step % config.log_every == 0:
+                elapsed = time.perf_counter() - epoch_started
+                log.info(
+                    "finetune.progress",
+                    epoch=epoch,
+                    step=step,
+                    steps=total_steps,
+                    loss=round(loss_sum / done, 4),
+                    examples_per_second=round(done * config.batch_size / elapsed, 1),
+                )
         bar.close()
         seconds = time.perf_counter() - epoch_started
         stats = EpochStats(
@@ -437,6 +466,13 @@ def render_model_card(
             f"linear warmup {cfg['warmup_ratio']:.0%} then linear decay, grad-norm clip {cfg['max_grad_norm']}",
             f"- batch size {cfg['batch_size']}, max length {cfg['max_length']} tokens, dynamic padding over "
             f"length-sorted groups of {cfg['length_group_size']}, seed {cfg['seed']}",
+            "- trained parameters: "
+            + (
+                "all"
+                if not (cfg.get("freeze_embeddings") or cfg.get("frozen_layers"))
+                else f"embeddings frozen, first {cfg.get('frozen_layers', 0)} transformer layers frozen, "
+                "the rest trained"
+            ),
             f"- device: {record['device']}, training time {record['seconds']:.0f} s "
             f"({record['examples_per_second']:.0f} examples/s)",
         ]
