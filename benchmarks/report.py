@@ -95,6 +95,7 @@ def markdown(results: dict[str, Any]) -> str:
             [
                 key,
                 _x(e.get("ours_over_naive")),
+                _x(e.get("ours_int8_over_naive")),
                 _x(e.get("ours_over_model_only")),
                 _x(e.get("ours_over_torch_eager")),
                 _x(e.get("int8_over_fp32_e2e")),
@@ -110,6 +111,7 @@ def markdown(results: dict[str, Any]) -> str:
         [
             "model",
             "ours/naive",
+            "ours INT8/naive",
             "ours/model-only",
             "ours/PyTorch eager",
             "INT8/fp32 e2e",
