@@ -266,7 +266,7 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from worker.model.data import read_labelled_file
-    from worker.model.evaluate import evaluate_backends, is_onnx_dir, is_torch_dir, with_total
+    from worker.model.evaluate import evaluate_backends, is_onnx_dir, is_torch_dir
     from worker.model.export import is_exported_dir, read_manifest
     from worker.model.finetune import export_onnx
 
@@ -307,7 +307,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         k: v for k, v in sorted(onnx_dirs.items(), key=lambda kv: order.get(kv[0], 9)) if k in wanted or k not in order
     }
     report = evaluate_backends(
-        with_total(datasets),
+        datasets,
         torch_dir=torch_dir,
         onnx_dirs=onnx_dirs,
         tokenizer_dir=model,

@@ -141,8 +141,13 @@ def convert_minilm(minilm_dir: Path, output_dir: Path, *, seed: int = 0, force: 
     minilm_dir, output_dir = Path(minilm_dir), Path(output_dir)
     record_path = output_dir / CONVERSION_RECORD
     if record_path.is_file() and not force:
-        log.info("convert.cached", output=str(output_dir))
-        return output_dir
+        try:
+            previous = json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = {}
+        if previous.get("seed") == seed and previous.get("source") == str(minilm_dir):
+            log.info("convert.cached", output=str(output_dir))
+            return output_dir
 
     try:
         model_type = json.loads((minilm_dir / "config.json").read_text(encoding="utf-8")).get("model_type")

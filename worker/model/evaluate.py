@@ -295,18 +295,20 @@ def evaluate_backends(
     batch_size: int = 64,
     threads: int = 0,
     device: str = "cpu",
+    total: bool = True,
 ) -> EvalReport:
     """Evaluate a PyTorch folder (``pytorch``) and ONNX dirs (e.g. ``{"fp32": dir, "int8": dir}``).
 
     The reference for agreement is PyTorch when given, else the first ONNX dir. Labels come from the
-    model's id2label when available.
+    model's id2label when available. With ``total`` and more than one data set, an ``all`` entry joins
+    them (from the logits already computed: nothing runs twice).
     """
     onnx_dirs = dict(onnx_dirs or {})
     tok_dir = tokenizer_dir or torch_dir or next(iter(onnx_dirs.values()), None)
     if tok_dir is None:
         raise ValueError("nothing to evaluate: give torch_dir and/or onnx_dirs")
     tokenizer = load_tokenizer(tok_dir)
-    names = _label_names(tok_dir)
+    names = label_names(tok_dir)
     if threads:
         import torch
 
@@ -323,6 +325,10 @@ def evaluate_backends(
     for backend, exported in onnx_dirs.items():
         path = find_onnx_file(exported)
         logits[backend] = {d: onnx_logits(path, b, n, threads=threads) for d, (b, n) in encoded.items()}
+    if total and len(datasets) > 1 and "all" not in datasets:
+        for per in logits.values():
+            per["all"] = np.concatenate([per[name] for name in datasets])
+        datasets = with_total(datasets)
     report = compare_logits(datasets, logits, names=names)
     log.info(
         "evaluate.done",
@@ -333,7 +339,8 @@ def evaluate_backends(
     return report
 
 
-def _label_names(model_dir: Path) -> tuple[str, ...]:
+def label_names(model_dir: Path) -> tuple[str, ...]:
+    """Label names in id order from the model's config.json (NEGATIVE/POSITIVE when absent)."""
     try:
         config = json.loads((Path(model_dir) / "config.json").read_text())
         id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}

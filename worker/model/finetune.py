@@ -449,11 +449,16 @@ def render_model_card(
     ]
     if info.train_data:
         lines += ["## Training data", "", "| source | examples | licence | origin | note |", "|---|---|---|---|---|"]
-        lines += [f"| {d.name} | {d.examples} | {d.licence} | {d.origin} | {d.note} |" for d in info.train_data]
+        lines += [
+            f"| {_cell(d.name)} | {d.examples} | {_cell(d.licence)} | {_cell(d.origin)} | {_cell(d.note)} |"
+            for d in info.train_data
+        ]
         lines.append("")
     if info.test_data:
         lines += ["## Test data (never trained on)", "", "| file | sentences | licence | origin |", "|---|---|---|---|"]
-        lines += [f"| {d.name} | {d.examples} | {d.licence} | {d.origin} |" for d in info.test_data]
+        lines += [
+            f"| {_cell(d.name)} | {d.examples} | {_cell(d.licence)} | {_cell(d.origin)} |" for d in info.test_data
+        ]
         lines.append("")
     if train is not None:
         record = _train_record(train)
@@ -511,7 +516,7 @@ def render_model_card(
         lines += ["## Sanity sentences", "", "| sentence | expected | predicted |", "|---|---|---|"]
         for text, expected, got in info.sanity:
             shown = ", ".join(f"{b}: {label}" for b, label in got.items())
-            lines.append(f"| {text} | {expected} | {shown} |")
+            lines.append(f"| {_cell(text)} | {expected} | {shown} |")
         lines.append("")
     if exports:
         lines += ["## ONNX exports", ""]
@@ -526,6 +531,11 @@ def render_model_card(
         lines += [f"- {note}" for note in info.notes]
         lines.append("")
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _train_record(train: TrainResult | Mapping[str, Any]) -> dict[str, Any]:
@@ -583,15 +593,13 @@ def finetune_and_export(
 
     The card's accuracy table comes from ``test_sets`` when given, else from ``eval_sets``.
     """
-    from worker.model.evaluate import with_total
-
     result = train_classifier(model_dir, train, output_dir=output_dir, config=config, eval_sets=eval_sets)
     exports = export_onnx(output_dir, cache_dir, precisions) if precisions else {}
     measured = test_sets if test_sets else eval_sets
     report = None
     if measured:
         report = evaluate_backends(
-            with_total(measured),
+            measured,
             torch_dir=output_dir,
             onnx_dirs=exports,
             max_length=eval_max_length,

@@ -19,7 +19,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -162,17 +162,57 @@ def build_starter(
 ) -> StarterBuild:
     """Build (or reuse) the starter model; returns its exports (``fp32``, ``int8``) and the build record.
 
-    Raises :class:`worker.model.data.MaterialsUnavailableError` when the registry materials are neither
-    cached nor reachable.
+    One build at a time per cache dir (a file lock); a process that waited for another one's build
+    reuses it. Raises :class:`worker.model.data.MaterialsUnavailableError` when the registry materials
+    are neither cached nor reachable.
     """
     root = starter_root(cache_dir)
+    if not force and (reused := _reuse(cache_dir, root, config)) is not None:
+        return reused
+    root.mkdir(parents=True, exist_ok=True)
+    with _build_lock(root):
+        if not force and (reused := _reuse(cache_dir, root, config)) is not None:
+            return reused
+        return _build(Path(cache_dir).expanduser(), root, config, force=force, progress=progress)
+
+
+def _reuse(cache_dir: Path, root: Path, config: StarterConfig) -> StarterBuild | None:
     record = read_starter_record(cache_dir)
-    if record is not None and not force and record.get("recipe_key") == config.recipe_key():
-        exports = _record_exports(record, root)
-        if exports is not None:
-            log.info("starter.cached", fp32=str(exports["fp32"]), int8=str(exports["int8"]))
-            return StarterBuild(exports, root / "model", record, cached=True)
-    return _build(Path(cache_dir).expanduser(), root, config, force=force, progress=progress)
+    if record is None or record.get("recipe_key") != config.recipe_key():
+        return None
+    exports = _record_exports(record, root)
+    if exports is None:
+        return None
+    log.info("starter.cached", fp32=str(exports["fp32"]), int8=str(exports["int8"]))
+    return StarterBuild(exports, root / "model", record, cached=True)
+
+
+@contextmanager
+def _build_lock(root: Path) -> Iterator[None]:
+    import fcntl
+
+    with (root / ".build.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("starter.waiting_for_lock", lock=str(root / ".build.lock"))
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_stale_exports(root: Path, keep: Iterable[Path]) -> None:
+    """Drop exports of earlier starter builds (other recipes) from ``<root>/exports``."""
+    kept = {Path(p).resolve() for p in keep}
+    exports = root / "exports"
+    if not exports.is_dir():
+        return
+    for entry in exports.iterdir():
+        if entry.is_dir() and not entry.name.startswith(".") and entry.resolve() not in kept:
+            log.info("starter.remove_stale_export", path=str(entry))
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, progress: bool) -> StarterBuild:
@@ -236,7 +276,7 @@ def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, p
 
     with timer.step("evaluate"):
         report = evaluate.evaluate_backends(
-            evaluate.with_total(heldout),
+            heldout,
             torch_dir=model_dir,
             onnx_dirs=exports,
             max_length=128,
@@ -279,6 +319,7 @@ def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, p
     tmp = root / (STARTER_RECORD + ".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     tmp.replace(root / STARTER_RECORD)
+    _remove_stale_exports(root, exports.values())
     if total > BUILD_BUDGET_S:
         log.warning("starter.over_budget", seconds=total, budget=BUILD_BUDGET_S)
     log.info("starter.built", seconds=total, fp32=str(exports["fp32"]), **summary["accuracy"])
@@ -291,7 +332,7 @@ def _sanity(model_dir: Path, exports: dict[str, Path]) -> list[dict[str, Any]]:
     texts = [t for t, _ in SANITY_SENTENCES]
     tokenizer = evaluate.load_tokenizer(model_dir)
     batches = evaluate.encode_batches(tokenizer, texts, max_length=128, batch_size=len(texts))
-    names = evaluate._label_names(model_dir)
+    names = evaluate.label_names(model_dir)
     logits = {"pytorch": evaluate.torch_logits(evaluate.load_torch_model(model_dir), batches, len(texts))}
     for precision, exported in exports.items():
         logits[precision] = evaluate.onnx_logits(evaluate.find_onnx_file(exported), batches, len(texts))

@@ -26,10 +26,10 @@ def starter_build(starter_cache_dir: Path, starter_materials: Any) -> Any:
 @pytest.fixture(scope="module")
 def heldout_report(starter_build: Any, starter_materials: Any) -> Any:
     from worker.model.data import load_heldout
-    from worker.model.evaluate import evaluate_backends, with_total
+    from worker.model.evaluate import evaluate_backends
 
     return evaluate_backends(
-        with_total(load_heldout(starter_materials)),
+        load_heldout(starter_materials),
         torch_dir=starter_build.model_dir,
         onnx_dirs=starter_build.exports,
         max_length=128,
