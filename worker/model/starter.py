@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -297,8 +298,9 @@ def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, p
         "recipe": config.recipe(),
         "recipe_key": config.recipe_key(),
         "built_at": datetime.now(UTC).isoformat(),
-        "model_dir": str(model_dir),
-        "exports": {p: str(d) for p, d in exports.items()},
+        # Relative to <cache_dir>/starter/, so a moved or re-mounted cache dir keeps working.
+        "model_dir": os.path.relpath(model_dir, root),
+        "exports": {p: os.path.relpath(d, root) for p, d in exports.items()},
         "data": {
             "train": len(training.train),
             "dev": len(training.dev),

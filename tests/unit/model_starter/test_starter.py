@@ -34,7 +34,8 @@ def _fake_build(cache_dir: Path, config: StarterConfig | None = None) -> dict[st
     exports = {p: _fake_export(root / "exports" / f"model-x-{p}", p) for p in ("fp32", "int8")}
     record = {
         "recipe_key": config.recipe_key(),
-        "exports": {p: str(d) for p, d in exports.items()},
+        # fp32 absolute, int8 relative to <cache>/starter (what builds write): both must resolve
+        "exports": {"fp32": str(exports["fp32"]), "int8": "exports/model-x-int8"},
         "summary": {"accuracy": {"fp32_all": 0.9}, "targets_met": {"fp32_accuracy_ge_0.88": True}},
         "timings_s": {"total": 1.0},
     }
