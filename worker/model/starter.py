@@ -222,7 +222,7 @@ def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, p
     timer = _Timer()
     started = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
-    (root / STARTER_RECORD).unlink(missing_ok=True)
+    # A previous build's record stays until the new one replaces it: its exports stay usable meanwhile.
     log.info("starter.build", cache=str(root), recipe=config.recipe())
 
     with timer.step("fetch_materials"):
