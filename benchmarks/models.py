@@ -200,13 +200,21 @@ def _build_random_model(
         torch.manual_seed(seed)
         model = DistilBertForSequenceClassification(config).eval()
         model.save_pretrained(tmp, safe_serialization=True)
-        (tmp / _BUILD_MARKER).write_text(json.dumps({"seed": seed, "config": config_kwargs}) + "\n")
+        marker = {"seed": seed, "config": config_kwargs, "tokenizer": str(tokenizer_dir or "tiny vocabulary")}
+        (tmp / _BUILD_MARKER).write_text(json.dumps(marker) + "\n")
         shutil.rmtree(directory, ignore_errors=True)
         tmp.rename(directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _marker(directory: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((directory / _BUILD_MARKER).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
 
 
 def bench_models_root(cache_dir: Path) -> Path:
@@ -246,9 +254,12 @@ def prepare_model(key: str, precisions: list[str], cache_dir: Path, *, starter_c
             tokenizer_dir=tok_dir,
         )
         label = "DistilBERT-base shape (random weights, dim 768, 6 layers)"
-        note = f"random weights, seed {BASE_SEED}: speed only, predictions meaningless; tokenizer: " + (
-            tok_note or "tiny test vocabulary (no starter/MiniLM tokenizer cached: token counts are NOT realistic)"
-        )
+        built_with = _marker(hf_dir).get("tokenizer")
+        if tok_dir is None:
+            tok_note = "tiny test vocabulary (no starter/MiniLM tokenizer cached: token counts are NOT realistic)"
+        elif built_with and built_with != str(tok_dir):
+            tok_note = f"uncased WordPiece, 30,522 tokens, from {built_with}"
+        note = f"random weights, seed {BASE_SEED}: speed only, predictions meaningless; tokenizer: {tok_note}"
     elif key == "tiny":
         hf_dir = _build_random_model(
             bench_models_root(cache_dir) / f"tiny-random-seed{TINY_SEED}",
