@@ -4,11 +4,21 @@ acks=all, idempotent, async sends with delivery callbacks. A record is *done* on
 acknowledged it (``on_done`` is called from the producer's IO thread). If an output record can't be
 delivered it is dead-lettered (reason ``produce_failed``); if a dead-letter can't be delivered either, the
 worker can't make progress without losing data, so ``on_fatal`` is called and the offset is never committed.
+
+Work that a failed delivery triggers (the dead letter, its truncated retry) never runs on the producer's IO
+thread: ``producer.send`` may block there waiting for topic metadata or buffer space that only that thread
+can provide (a deadlock until ``max_block_ms``, retried forever). It is handed to the sink's own
+``sentiment-sink-errors`` thread instead.
+
+If the producer itself is in a fatal state (e.g. the idempotent producer lost its producer id when the
+cluster lost its state and could not get a new epoch), no record is to blame: nothing is dead-lettered,
+``on_fatal`` is called and :meth:`producer_failed` says so, so the worker can start over with a new producer.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import threading
 import time
@@ -17,7 +27,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
+from kafka.errors import (
+    InvalidProducerEpochError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumberError,
+    UnknownProducerIdError,
+)
 
 from worker.observability import get_logger
 from worker.records import DeadLetter, ErrorType
@@ -31,6 +48,9 @@ DLQ_MAX_FALLBACK_BYTES = 65_536
 HEADER_DLQ_TRUNCATED = "x-dlq-value-truncated"
 
 DoneCallback = Callable[[SourceRecord, OutRecord | None], None]
+# The idempotent producer lost its sequence state (e.g. the cluster lost its data): the record is not to blame,
+# and resending it with the same producer could reorder it. The pipeline starts over with a new producer.
+PRODUCER_STATE_ERRORS = (UnknownProducerIdError, OutOfOrderSequenceNumberError, InvalidProducerEpochError)
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -42,6 +62,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "compression_type": None if settings.compression_type == "none" else settings.compression_type,
         "linger_ms": settings.linger_ms,
         "max_request_size": settings.producer_max_request_size,
+        "reconnect_backoff_max_ms": settings.reconnect_backoff_max_ms,
         # Bounded blocking on metadata while the cluster is unreachable; the sink retries and logs.
         "max_block_ms": 10_000,
     }
@@ -71,6 +92,11 @@ class Sink:
         self.on_dead_letter = on_dead_letter or (lambda reason: None)
         self.stopping = stopping or threading.Event()
         self._last_outage_log = 0.0
+        self._failed: BaseException | None = None
+        self._closing = False
+        self._errors: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._errors_thread = threading.Thread(target=self._run_errors, name="sentiment-sink-errors", daemon=True)
+        self._errors_thread.start()
 
     @classmethod
     def create(cls, settings: Settings, **kwargs: Any) -> Sink:
@@ -83,14 +109,38 @@ class Sink:
         try:
             future = self._send(out.topic, out.key, out.value, out.headers, out.partition)
         except (MessageSizeTooLargeError, KafkaError, ValueError, TypeError) as exc:
-            self.dead_letter(record, ErrorType.PRODUCE_FAILED, f"output record rejected by producer: {exc!r}")
+            self._output_failed(record, exc, "output record rejected by producer")
             return
         if future is None:  # stopping before it could be sent: stays uncommitted
             return
         future.add_callback(lambda _meta: self.on_done(record, out))
         future.add_errback(
-            lambda exc: self.dead_letter(record, ErrorType.PRODUCE_FAILED, f"output record not delivered: {exc!r}")
+            lambda exc: self._defer(lambda: self._output_failed(record, exc, "output record not delivered"))
         )
+
+    def _output_failed(self, record: SourceRecord, exc: BaseException, what: str) -> None:
+        if self._closing:  # given up at close: the record stays unacknowledged, so uncommitted
+            return
+        if isinstance(exc, PRODUCER_STATE_ERRORS) or self.producer_failed():
+            self._producer_fatal(exc)
+            return
+        self.dead_letter(record, ErrorType.PRODUCE_FAILED, f"{what}: {exc!r}")
+
+    def producer_failed(self) -> bool:
+        """True when the producer is in a fatal state or lost its sequence state: it can't go on."""
+        if self._failed is not None:
+            return True
+        manager = getattr(self.producer, "_transaction_manager", None)  # pinned kafka-python 3.0.x
+        try:
+            return manager is not None and manager.has_fatal_error() is True
+        except Exception:
+            return False
+
+    def _producer_fatal(self, exc: BaseException) -> None:
+        if self._failed is None:
+            self._failed = exc
+            log.error("producer_failed", error=repr(exc), note="the producer can't go on; no record is to blame")
+        self.on_fatal(exc)
 
     # -- dead letters --------------------------------------------------------------------------------
     def dead_letter(self, record: SourceRecord, error_type: ErrorType, message: str) -> None:
@@ -143,7 +193,11 @@ class Sink:
             )
 
         def failed(exc: BaseException) -> None:
-            if isinstance(exc, MessageSizeTooLargeError) or "TooLarge" in type(exc).__name__:
+            if self._closing:
+                return
+            if isinstance(exc, PRODUCER_STATE_ERRORS) or self.producer_failed():
+                self._producer_fatal(exc)
+            elif isinstance(exc, MessageSizeTooLargeError) or "TooLarge" in type(exc).__name__:
                 too_large(exc)
             else:
                 log.error("dead_letter_failed", error=repr(exc), topic=record.topic, offset=record.offset)
@@ -160,7 +214,22 @@ class Sink:
         if future is None:
             return
         future.add_callback(lambda _meta: (self.on_dead_letter(error_type.value), self.on_done(record, None)))
-        future.add_errback(failed)
+        future.add_errback(lambda exc: self._defer(lambda: failed(exc)))
+
+    # -- failed deliveries, off the producer's IO thread ----------------------------------------------
+    def _defer(self, work: Callable[[], None]) -> None:
+        self._errors.put(work)
+
+    def _run_errors(self) -> None:
+        while True:
+            work = self._errors.get()
+            if work is None:
+                return
+            try:
+                work()
+            except Exception as exc:  # never lose the signal: unhandled means the record can't be finished
+                log.exception("delivery_failure_handling_failed", error=repr(exc))
+                self.on_fatal(exc)
 
     # -- plumbing ------------------------------------------------------------------------------------
     def _send(
@@ -194,4 +263,19 @@ class Sink:
             return False
 
     def close(self, timeout_s: float = 5.0) -> None:
-        self.producer.close(timeout=timeout_s)
+        """Close within ``timeout_s``; records still unacknowledged then are given up (they stay uncommitted)."""
+        self._closing = True
+        try:
+            try:
+                self.producer.close(timeout=timeout_s)
+            except KafkaTimeoutError:
+                # kafka-python's close() raises at its flush when records are still pending and leaves the producer
+                # (and its IO thread) running: fail those records and close for real.
+                log.warning("producer_close_gave_up", timeout_s=timeout_s, note="unacknowledged: stay uncommitted")
+                accumulator = getattr(self.producer, "_accumulator", None)  # pinned kafka-python 3.0.x
+                if accumulator is not None:
+                    accumulator.abort_batches(KafkaTimeoutError("producer closed"))
+                self.producer.close(timeout=0)
+        finally:
+            self._errors.put(None)
+            self._errors_thread.join(timeout=max(0.1, timeout_s))
