@@ -102,6 +102,22 @@ class OffsetTracker:
                 if state is not None:
                     state.committed = offset
 
+    def rewind(self) -> dict[TP, int]:
+        """Forget all unfinished work; return, per partition that had some, the offset to read again from.
+
+        That is the first offset not done. Offsets acknowledged out of order behind it are forgotten too (they
+        will be done again: duplicates, never a gap). What is committable stays committable.
+        """
+        with self._cond:
+            resume: dict[TP, int] = {}
+            for tp, state in self._parts.items():
+                if state.pending:
+                    resume[tp] = state.pending[0]
+                    state.pending.clear()
+                    state.done.clear()
+            self._cond.notify_all()
+            return resume
+
     def pending_count(self, tps: Iterable[TP] | None = None) -> int:
         with self._cond:
             keys = self._parts if tps is None else [_key(tp) for tp in tps]

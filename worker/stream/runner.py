@@ -10,6 +10,11 @@ The queues between them are bounded; when the inference queue is full the consum
 
 Delivery guarantee (at-least-once): an offset is committed only when every record before it in its partition
 was acknowledged by the broker, to its output topic or to the dead-letter topic (see ``offsets.py``).
+
+If the producer gets into a fatal state (e.g. the cluster lost the idempotent producer's state), no record is to
+blame: the runner drops the work in flight, rewinds each owned partition to its first unacknowledged record and
+starts a new producer and stage threads (``pipeline_restart``, with a growing pause). The consumer keeps its group
+membership, so the rest of the group sees no rebalance.
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ log = get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1  # drain timed out, forced stop, or a fatal delivery error: unacknowledged work not committed
+# After the drain (bounded by shutdown_timeout_s): the final commit (at least this long even when the drain used
+# the whole budget) and closing the producer get at most this long each. Leaving the group gets up to the session
+# timeout (at least this long): a LeaveGroup queued behind a JoinGroup the broker is holding must wait for it, and
+# past the session timeout the broker drops the member anyway.
+CLOSE_STEP_S = 2.0
 
 
 class _NullMetrics:
@@ -109,9 +119,17 @@ class Runner:
         self.out_q: queue.Queue[tuple[list[Item], np.ndarray] | None] = queue.Queue(maxsize=settings.queue_max_batches)
         self._ready: deque[Batch] = deque()
         self._ready_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._force = threading.Event()
+        self._stop = threading.Event()  # stop() was called: leave the loop, shut down
+        self._force = threading.Event()  # a forced stop: no drain
+        self._drop = threading.Event()  # the current stage threads drop their work (forced stop, restart)
+        self._gen = 0  # pipeline generation: callbacks of a replaced producer are ignored
+        self._restarts = 0
+        self._last_restart = 0.0
+        self._restart_pause = 0.0
         self._fatal: BaseException | None = None
+        self._shutdown_deadline: float | None = None
+        self._commit_failures = 0
+        self._last_commit_failure_log = 0.0
         self.stats = RunStats()
         self._stats_lock = threading.Lock()
         self.source: Source | None = None
@@ -132,34 +150,28 @@ class Runner:
     # ---- control -------------------------------------------------------------------------------------
     def stop(self, force: bool = False) -> None:
         """Request a graceful stop (drain, produce, commit). ``force`` (or a second call) skips the drain."""
-        if force or self._stop.is_set():
+        if force or self._stop.is_set() or self._fatal is not None:
             if not self._force.is_set():
                 log.warning("forced_stop", note="unacknowledged work is not committed")
             self._force.set()
+            self._drop.set()
         self._stop.set()
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._stop.is_set() or self._fatal is not None
+
+    @property
+    def restarts(self) -> int:
+        """How many times the pipeline was restarted with a new producer."""
+        return self._restarts
 
     # ---- main loop ---------------------------------------------------------------------------------
     def run(self) -> int:
         s = self.settings
-        self.sink = Sink.create(
-            s,
-            on_done=self._on_done,
-            on_fatal=self._on_fatal,
-            on_dead_letter=self._on_dead_letter,
-            stopping=self._force,
-        )
         self.source = Source(s, handler=self)
+        self._start_pipeline()
         self.health.set_assignment(0, True)
-        self._threads = [
-            threading.Thread(target=self._infer_loop, name="sentiment-infer", daemon=True),
-            threading.Thread(target=self._sink_loop, name="sentiment-sink", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
         log.info(
             "worker_started",
             topics=s.input_topics or None,
@@ -171,36 +183,136 @@ class Runner:
             max_batch_size=s.max_batch_size,
             max_wait_ms=s.max_wait_ms,
         )
-        commit_every = s.commit_interval_ms / 1000.0
-        next_commit = time.monotonic() + commit_every
-        next_log = time.monotonic() + s.log_interval_s
-        next_health = 0.0
         try:
-            while not self._stop.is_set() and self._fatal is None:
-                self.health.beat()
-                due = self.batcher.time_until_due()
-                timeout = 0.1 if due is None else min(0.1, due)
-                records = self.source.poll(timeout)
-                if records:
-                    self._ingest(records)
-                batch = self.batcher.poll_due()
-                if batch is not None:
-                    self._enqueue([batch])
-                self._push_ready()
-                now = time.monotonic()
-                if now >= next_commit:
-                    self._commit_async()
-                    next_commit = now + commit_every
-                if now >= next_health:
-                    self._check_health()
-                    next_health = now + 1.0
-                if now >= next_log:
-                    self._log_summary()
-                    next_log = now + s.log_interval_s
+            while True:
+                self._loop()
+                if self._stop.is_set() or self._fatal is None or not self._restartable():
+                    break
+                if not self._restart_pipeline():
+                    break
         except Exception as exc:
             log.exception("poll_loop_failed", error=repr(exc))
             self._on_fatal(exc)
         return self._shutdown()
+
+    def _loop(self) -> None:
+        assert self.source is not None
+        s = self.settings
+        commit_every = s.commit_interval_ms / 1000.0
+        next_commit = time.monotonic() + commit_every
+        next_log = time.monotonic() + s.log_interval_s
+        next_health = 0.0
+        while not self._stop.is_set() and self._fatal is None:
+            self.health.beat()
+            due = self.batcher.time_until_due()
+            timeout = 0.1 if due is None else min(0.1, due)
+            records = self.source.poll(timeout)
+            if records:
+                self._ingest(records)
+            batch = self.batcher.poll_due()
+            if batch is not None:
+                self._enqueue([batch])
+            self._push_ready()
+            now = time.monotonic()
+            if now >= next_commit:
+                self._commit_async()
+                next_commit = now + commit_every
+            if now >= next_health:
+                self._check_health()
+                next_health = now + 1.0
+            if now >= next_log:
+                self._log_summary()
+                next_log = now + s.log_interval_s
+
+    # ---- stage threads and producer (a pipeline generation) -------------------------------------------
+    def _start_pipeline(self) -> None:
+        self._gen += 1
+        gen = self._gen
+        self._drop = drop = threading.Event()
+        if self._force.is_set():
+            drop.set()
+
+        def current(callback: Callable[..., None]) -> Callable[..., None]:
+            return lambda *args: callback(*args) if gen == self._gen else None
+
+        self.sink = Sink.create(
+            self.settings,
+            on_done=current(self._on_done),
+            on_fatal=current(self._on_fatal),
+            on_dead_letter=current(self._on_dead_letter),
+            stopping=drop,
+        )
+        self._threads = [
+            threading.Thread(target=self._infer_loop, args=(drop,), name="sentiment-infer", daemon=True),
+            threading.Thread(target=self._sink_loop, args=(self.sink, drop), name="sentiment-sink", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _stop_stages(self, timeout_s: float) -> bool:
+        """Drop all queued work and end the stage threads (their in-flight work is dropped too)."""
+        self._drop.set()
+        self.batcher.flush("drop")
+        with self._ready_lock:
+            self._ready.clear()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self.batch_q.get_nowait()
+            try:
+                self.batch_q.put_nowait(None)
+                break
+            except queue.Full:
+                if time.monotonic() > deadline:
+                    return False
+        for thread in self._threads:
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.out_q.get_nowait()
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def _restartable(self) -> bool:
+        return self.sink is not None and self.sink.producer_failed()
+
+    def _restart_pipeline(self) -> bool:
+        """The producer can't go on and no record is to blame: rewind and carry on with a new producer.
+
+        The work in flight is dropped, every owned partition is rewound to its first unacknowledged record
+        (acknowledged work stays committable), a new producer and new stage threads start, and after a pause
+        (1 s, doubling up to 30 s while restarts keep coming) consumption resumes. False if it could not be done.
+        """
+        assert self.source is not None and self.sink is not None
+        now = time.monotonic()
+        self._restarts += 1
+        pause = 1.0 if now - self._last_restart > 120.0 else min(30.0, max(1.0, 2 * self._restart_pause))
+        self._restart_pause = pause
+        self._last_restart = now
+        log.warning("pipeline_restart", reason="producer_failed", error=repr(self._fatal), pause_s=pause)
+        with contextlib.suppress(Exception):
+            self.source.pause_all()
+        if not self._stop_stages(self.settings.shutdown_timeout_s):
+            log.error("pipeline_restart_failed", reason="stage threads did not stop")
+            return False
+        with contextlib.suppress(Exception):
+            self.sink.close(0.0)
+        resume = self.tracker.rewind()
+        for tp, offset in resume.items():
+            self.source.seek(tp, offset)
+        log.info("pipeline_rewound", offsets={f"{t}:{p}": o for (t, p), o in resume.items()})
+        self._fatal = None
+        try:
+            self._start_pipeline()
+        except Exception as exc:
+            log.error("pipeline_restart_failed", error=repr(exc))
+            self._fatal = exc
+            return False
+        if self._stop.wait(pause):
+            return True  # stopping: the loop ends at once and shuts down the new (idle) pipeline
+        self.source.resume_all()
+        self.metrics.set_paused_partitions(0)
+        return True
 
     def _ingest(self, records: Sequence[SourceRecord]) -> None:
         accepted: list[SourceRecord] = []
@@ -255,7 +367,7 @@ class Runner:
         self.metrics.set_queue_depth(self.batch_q.qsize() + len(self._ready))
 
     # ---- inference -----------------------------------------------------------------------------------
-    def _infer_loop(self) -> None:
+    def _infer_loop(self, drop: threading.Event) -> None:
         chunk = self.settings.inference_batch_size
         while True:
             batch = self.batch_q.get()
@@ -269,7 +381,7 @@ class Runner:
                 elapsed = time.perf_counter() - start
             except Exception as exc:
                 log.warning("batch_inference_failed", size=len(items), error=repr(exc))
-                self._infer_isolating(items)
+                self._infer_isolating(items, drop)
                 continue
             with self._stats_lock:
                 st = self.stats
@@ -287,9 +399,9 @@ class Runner:
                 ms=round(elapsed * 1000, 2),
                 reason=getattr(batch, "flushed_by", "split"),
             )
-            self._put_out(items, result.probs)
+            self._put_out(items, result.probs, drop)
 
-    def _infer_isolating(self, items: list[Item]) -> None:
+    def _infer_isolating(self, items: list[Item], drop: threading.Event) -> None:
         """A failing batch is split in halves until the bad record(s) are found; the rest is processed."""
         if len(items) == 1:
             try:
@@ -298,33 +410,33 @@ class Runner:
                 assert self.sink is not None
                 self.sink.dead_letter(items[0].record, ErrorType.INFERENCE_FAILED, repr(exc))
                 return
-            self._put_out(items, result.probs)
+            self._put_out(items, result.probs, drop)
             return
         mid = len(items) // 2
         for half in (items[:mid], items[mid:]):
             try:
                 result = self.model.infer_ids([item.ids for item in half])
             except Exception:
-                self._infer_isolating(half)
+                self._infer_isolating(half, drop)
                 continue
-            self._put_out(half, result.probs)
+            self._put_out(half, result.probs, drop)
 
-    def _put_out(self, items: list[Item], probs: np.ndarray) -> None:
-        while True:
+    def _put_out(self, items: list[Item], probs: np.ndarray, drop: threading.Event) -> None:
+        while not drop.is_set():
             try:
                 self.out_q.put((items, probs), timeout=0.5)
                 return
             except queue.Full:
-                if self._force.is_set():
-                    return
+                pass
 
     # ---- sink ----------------------------------------------------------------------------------------
-    def _sink_loop(self) -> None:
-        assert self.sink is not None
+    def _sink_loop(self, sink: Sink, drop: threading.Event) -> None:
         while True:
             msg = self.out_q.get()
             if msg is None:
                 return
+            if drop.is_set():
+                continue
             items, probs = msg
             try:
                 outs = self.encoder.encode(items, probs)
@@ -334,11 +446,11 @@ class Runner:
                     try:
                         outs.extend(self.encoder.encode([item], row[None, :]))
                     except Exception as exc:
-                        self.sink.dead_letter(item.record, ErrorType.ENCODE_FAILED, repr(exc))
+                        sink.dead_letter(item.record, ErrorType.ENCODE_FAILED, repr(exc))
             for out in outs:
-                if self._force.is_set():
+                if drop.is_set():
                     break
-                self.sink.send_output(out)
+                sink.send_output(out)
 
     # ---- delivery callbacks (producer IO thread) -----------------------------------------------------
     def _on_done(self, record: SourceRecord, out: OutRecord | None) -> None:
@@ -363,9 +475,8 @@ class Runner:
 
     def _on_fatal(self, exc: BaseException) -> None:
         if self._fatal is None:
-            log.error("fatal_delivery_error", error=repr(exc), note="stopping; unacknowledged offsets stay uncommitted")
+            log.error("fatal_delivery_error", error=repr(exc), note="unacknowledged offsets stay uncommitted")
             self._fatal = exc
-        self._stop.set()
 
     # ---- commits ---------------------------------------------------------------------------------------
     def _commit_async(self) -> None:
@@ -377,9 +488,18 @@ class Runner:
 
         def done(_offsets: Any, response: Any) -> None:
             if isinstance(response, BaseException):
-                log.warning("commit_failed", error=repr(response))
                 self.tracker.mark_committed({tp: -1 for tp in offsets})  # retried at the next interval
+                self._commit_failures += 1
+                now = time.monotonic()
+                # Once per log interval (an outage would otherwise log every commit_interval_ms).
+                if now - self._last_commit_failure_log >= self.settings.log_interval_s:
+                    self._last_commit_failure_log = now
+                    log.warning("commit_failed", error=repr(response), failures=self._commit_failures)
             else:
+                if self._commit_failures:
+                    log.info("commit_recovered", failures=self._commit_failures)
+                    self._commit_failures = 0
+                    self._last_commit_failure_log = 0.0
                 self.metrics.record_commit(offsets)
 
         self.source.commit_async(offsets, callback=done)
@@ -391,7 +511,8 @@ class Runner:
         batch = self.batcher.flush("drain")
         if batch is not None:
             self._enqueue([batch])
-        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        # While shutting down (the consumer's close() revokes too) the shutdown's own deadline applies.
+        deadline = self._shutdown_deadline or time.monotonic() + self.settings.shutdown_timeout_s
         started = time.monotonic()
 
         def done() -> dict[Any, int] | None:
@@ -465,10 +586,16 @@ class Runner:
 
     # ---- shutdown --------------------------------------------------------------------------------------
     def _shutdown(self) -> int:
+        """Drain (graceful only), then commit what was acknowledged and close.
+
+        Time bound: the drain and the producer flush end by ``shutdown_timeout_s``; then the final commit and
+        closing the producer take at most ``CLOSE_STEP_S`` each, leaving the group at most the session timeout
+        (:func:`close_bound_s`). A forced or fatal stop skips the drain. Only acknowledged work is committed.
+        """
         assert self.source is not None and self.sink is not None
         s = self.settings
         log.info("shutdown_started", forced=self._force.is_set(), fatal=repr(self._fatal) if self._fatal else None)
-        deadline = time.monotonic() + s.shutdown_timeout_s
+        deadline = self._shutdown_deadline = time.monotonic() + s.shutdown_timeout_s
         with contextlib.suppress(Exception):
             self.source.pause_all()
         if self._fatal is None and not self._force.is_set():
@@ -479,29 +606,36 @@ class Runner:
                 self._push_ready()
                 if not self._ready and self.tracker.wait_drained(timeout=0.05):
                     break
-        # stop the stage threads
-        for target_q in (self.batch_q,):
-            with contextlib.suppress(queue.Full):
-                target_q.put(None, timeout=max(0.1, deadline - time.monotonic()))
+        # stop the stage threads (daemons: a forced stop doesn't wait for them)
+        graceful = not self._force.is_set() and self._fatal is None
+        try:
+            if graceful:
+                self.batch_q.put(None, timeout=max(0.1, deadline - time.monotonic()))
+            else:
+                self.batch_q.put_nowait(None)
+        except queue.Full:
+            pass
         for thread in self._threads:
-            thread.join(timeout=max(0.1, deadline - time.monotonic()) if not self._force.is_set() else 0.1)
+            thread.join(timeout=max(0.1, deadline - time.monotonic()) if graceful else 0.1)
         if not self._force.is_set():
             self.sink.flush(max(0.1, deadline - time.monotonic()))
         pending = self.tracker.pending_count()
         offsets = self.tracker.committable()
         try:
-            self.source.commit_sync(offsets, timeout_s=2.0 if self._force.is_set() else 10.0)
+            commit_timeout = min(10.0, max(CLOSE_STEP_S, deadline - time.monotonic()))
+            self.source.commit_sync(offsets, timeout_s=CLOSE_STEP_S if self._force.is_set() else commit_timeout)
             if offsets:
+                self.tracker.mark_committed(offsets)  # the close() revoke below has nothing left to commit
                 self.metrics.record_commit(offsets)
         except Exception as exc:
             log.error("final_commit_failed", error=repr(exc))
             pending = pending or -1
         try:
-            self.source.close()
+            self.source.close(timeout_s=leave_group_timeout_s(s))
         except Exception as exc:
             log.warning("consumer_close_failed", error=repr(exc))
         try:
-            self.sink.close(0.0 if self._force.is_set() else 5.0)
+            self.sink.close(0.0 if self._force.is_set() else CLOSE_STEP_S)
         except Exception as exc:
             log.warning("producer_close_failed", error=repr(exc))
         with self._stats_lock:
@@ -515,3 +649,12 @@ class Runner:
             **{k: v for k, v in snap.items() if k not in ("labels", "dlq_reasons")},
         )
         return EXIT_OK if complete else EXIT_INCOMPLETE
+
+
+def leave_group_timeout_s(settings: Settings) -> float:
+    return max(CLOSE_STEP_S, settings.session_timeout_ms / 1000.0)
+
+
+def close_bound_s(settings: Settings) -> float:
+    """Most seconds a stop takes after the drain deadline: final commit, leaving the group, closing the producer."""
+    return CLOSE_STEP_S + leave_group_timeout_s(settings) + CLOSE_STEP_S

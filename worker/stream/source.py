@@ -48,6 +48,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "max_poll_records": settings.max_poll_records,
         "fetch_max_bytes": settings.fetch_max_bytes,
         "max_partition_fetch_bytes": max(settings.max_message_bytes * 2, 1_048_576),
+        "reconnect_backoff_max_ms": settings.reconnect_backoff_max_ms,
     }
 
 
@@ -135,6 +136,12 @@ class Source:
         if self._paused:
             self.pause_all()
 
+    def seek(self, tp: Any, offset: int) -> None:
+        """Read ``tp`` again from ``offset`` (if it is still assigned)."""
+        partition = TopicPartition(tp[0], tp[1])
+        if partition in self.consumer.assignment():
+            self.consumer.seek(partition, offset)
+
     def commit_async(self, offsets: dict[Any, int], callback: Callable[[Any, Any], None] | None = None) -> None:
         if offsets:
             self.consumer.commit_async(offsets=_to_commit(offsets), callback=callback)
@@ -165,8 +172,9 @@ class Source:
         except Exception:
             return False
 
-    def close(self) -> None:
-        self.consumer.close(autocommit=False)
+    def close(self, timeout_s: float | None = None) -> None:
+        """Leave the group and close (bounded by ``timeout_s``; kafka-python's request timeout by default)."""
+        self.consumer.close(autocommit=False, timeout_ms=None if timeout_s is None else int(timeout_s * 1000))
 
 
 def _to_commit(offsets: dict[Any, int]) -> dict[TopicPartition, OffsetAndMetadata]:
