@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     producer_max_request_size: int = Field(
         default=16_777_216, gt=0, description="Largest produce request (bounds output record size)."
     )
+    reconnect_backoff_max_ms: int = Field(
+        default=5_000,
+        gt=0,
+        description="Longest pause between reconnection attempts to an unreachable broker: the worker resumes "
+        "at most this long after a broker is back (kafka-python's own default is 30 s).",
+    )
 
     # ---- Batching ---------------------------------------------------------------------------------
     max_batch_size: int = Field(default=64, gt=0, le=4096, description="Flush a batch at this many records.")
