@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -61,6 +62,7 @@ def run_worker(settings: Settings, model_dir: Path | None = None, on_output: Any
     from worker.stream.runner import Runner
 
     log.info("settings", **settings.safe_dump())
+    quiet_client_connection_errors(settings.log_level)
     metrics = WorkerMetrics()
     health = HealthState()
     server = None
@@ -85,6 +87,41 @@ def run_worker(settings: Settings, model_dir: Path | None = None, on_output: Any
     finally:
         if server is not None:
             server.stop()
+
+
+class _QuietConnectionErrors(logging.Filter):
+    """Drop kafka-python's per-attempt connection chatter (refused, reset, no node, metadata refresh failed).
+
+    During an outage the client logs these several times a second; the runner reports the outage itself,
+    once per ``log_interval_s`` (``broker_unreachable``, then ``broker_reachable`` with its duration).
+    """
+
+    MARKERS = (
+        "KafkaConnectionError",
+        "ECONNREFUSED",
+        "Connection reset",
+        "socket disconnected",
+        "No node available",
+        "NodeNotReadyError",
+        "Metadata refresh: failed",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("kafka"):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        return not any(marker in message for marker in self.MARKERS)
+
+
+def quiet_client_connection_errors(level: str) -> None:
+    if level == "debug":
+        return
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _QuietConnectionErrors) for f in handler.filters):
+            handler.addFilter(_QuietConnectionErrors())
 
 
 class _signals:
