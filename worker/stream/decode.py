@@ -1,12 +1,14 @@
 """Decode/validate stage: Kafka record bytes → a valid :class:`Item` with token ids, or a :class:`Rejected`.
 
-Per message: size check, UTF-8 decode, JSON parse and field checks (that work is per message by nature).
+Per message: size check (value + key + headers), UTF-8 decode, JSON parse and field checks (that work is per
+message by nature).
 Per poll batch: one tokenizer call for all valid texts of the poll (fast tokenizer, ``encode_batch``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +59,19 @@ class Rejected:
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # e.g. 1e400: Python makes it inf, which JSON can't carry to the output
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def record_size(record: SourceRecord) -> tuple[int, int, int]:
+    """Bytes of the value, the key and the headers (names + values) of a record."""
+    headers = sum(len(k.encode("utf-8", "surrogatepass")) + len(v or b"") for k, v in record.headers or ())
+    return len(record.value or b""), len(record.key or b""), headers
 
 
 class Decoder:
@@ -133,14 +148,16 @@ class Decoder:
 
     def _decode_one(self, record: SourceRecord, received: float) -> Item | Rejected:
         value = record.value
-        if not value:
-            return Rejected(record, ErrorType.EMPTY_VALUE, "record value is null or empty")
-        if len(value) > self.max_message_bytes:
+        value_bytes, key_bytes, header_bytes = record_size(record)
+        if value_bytes + key_bytes + header_bytes > self.max_message_bytes:
             return Rejected(
                 record,
                 ErrorType.TOO_LARGE,
-                f"value is {len(value)} bytes, over max_message_bytes={self.max_message_bytes}",
+                f"record is {value_bytes + key_bytes + header_bytes} bytes (value {value_bytes}, key {key_bytes}, "
+                f"headers {header_bytes}), over max_message_bytes={self.max_message_bytes}",
             )
+        if not value:
+            return Rejected(record, ErrorType.EMPTY_VALUE, "record value is null or empty")
         try:
             decoded = value.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -150,7 +167,7 @@ class Decoder:
             text: Any = decoded
         else:
             try:
-                payload = json.loads(decoded, parse_constant=_reject_constant)
+                payload = json.loads(decoded, parse_constant=_reject_constant, parse_float=_finite_float)
             except RecursionError:
                 return Rejected(record, ErrorType.INVALID_JSON, "JSON nested too deeply")
             except ValueError as exc:  # JSONDecodeError, huge ints, NaN/Infinity

@@ -46,6 +46,8 @@ log = get_logger(__name__)
 
 DLQ_MAX_FALLBACK_BYTES = 65_536
 HEADER_DLQ_TRUNCATED = "x-dlq-value-truncated"
+HEADER_DLQ_KEY_TRUNCATED = "x-dlq-key-truncated"
+HEADER_DLQ_HEADERS_DROPPED = "x-dlq-headers-dropped"
 
 DoneCallback = Callable[[SourceRecord, OutRecord | None], None]
 # The idempotent producer lost its sequence state (e.g. the cluster lost its data): the record is not to blame,
@@ -154,8 +156,8 @@ class Sink:
             failed_at=datetime.now(UTC),
             worker=self.worker,
         )
-        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("x-dlq-")]
-        headers.extend(envelope.headers())
+        original = [(k, v) for k, v in (record.headers or ()) if not k.startswith("x-dlq-")]
+        headers = [*original, *envelope.headers()]
         topic = self.dlq_topic.format(topic=record.topic)
         log.warning(
             "dead_letter",
@@ -166,12 +168,13 @@ class Sink:
             offset=record.offset,
             dlq_topic=topic,
         )
-        self._send_dead_letter(topic, record, headers, error_type, record.value, truncated=False)
+        self._send_dead_letter(topic, record, record.key, headers, error_type, record.value, truncated=False)
 
     def _send_dead_letter(
         self,
         topic: str,
         record: SourceRecord,
+        key: bytes | None,
         headers: list[tuple[str, bytes]],
         error_type: ErrorType,
         value: bytes | None,
@@ -182,11 +185,24 @@ class Sink:
             if truncated:
                 self.on_fatal(exc)
                 return
+            # Too large for the producer or the broker: keep the envelope and at most DLQ_MAX_FALLBACK_BYTES each of
+            # the value, the key and the original headers, so a huge record can't stop the worker.
             log.warning("dead_letter_truncated", topic=record.topic, partition=record.partition, offset=record.offset)
+            envelope = [(k, v) for k, v in headers if k.startswith("x-dlq-")]
+            original = [(k, v) for k, v in headers if not k.startswith("x-dlq-")]
+            marks = [(HEADER_DLQ_TRUNCATED, b"true")]
+            short_key = key
+            if key is not None and len(key) > DLQ_MAX_FALLBACK_BYTES:
+                short_key = key[:DLQ_MAX_FALLBACK_BYTES]
+                marks.append((HEADER_DLQ_KEY_TRUNCATED, b"true"))
+            if sum(len(k) + len(v or b"") for k, v in original) > DLQ_MAX_FALLBACK_BYTES:
+                marks.append((HEADER_DLQ_HEADERS_DROPPED, str(len(original)).encode()))
+                original = []
             self._send_dead_letter(
                 topic,
                 record,
-                [*headers, (HEADER_DLQ_TRUNCATED, b"true")],
+                short_key,
+                [*original, *envelope, *marks],
                 error_type,
                 (value or b"")[:DLQ_MAX_FALLBACK_BYTES],
                 truncated=True,
@@ -204,7 +220,7 @@ class Sink:
                 self.on_fatal(exc)
 
         try:
-            future = self._send(topic, record.key, value, headers, None)
+            future = self._send(topic, key, value, headers, None)
         except MessageSizeTooLargeError as exc:
             too_large(exc)
             return
