@@ -225,3 +225,93 @@ def sgemm_ceiling(*, threads: int = 2, n: int = 2048, repeats: int = 7) -> dict[
         "gflops_best": round(values[-1], 1),
         "gflops_all": [round(v, 1) for v in values],
     }
+
+
+def _tree_pids(root: int) -> set[int]:
+    """``root`` and all its descendants (from /proc/*/stat parent ids)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in out:
+            out.add(pid)
+            todo.extend(children.get(pid, ()))
+    return out
+
+
+def _pid_jiffies(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return float(fields[11]) + float(fields[12])  # utime + stime
+
+
+class CpuMonitor:
+    """Background sampler of the CPU share used by processes *outside* this benchmark's process tree.
+
+    Every ``interval`` s: Δ(busy jiffies of the machine) − Δ(jiffies of our tree: this process, the worker and
+    naive-consumer children, the broker), over Δ(all jiffies). 0 = nobody else ran, 1 = others used every CPU.
+    """
+
+    def __init__(self, interval: float = 5.0) -> None:
+        import threading
+
+        self.interval = interval
+        self.samples: list[dict[str, float]] = []
+        self.section = "start"
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-monitor", daemon=True)
+        self._t0 = time.monotonic()
+
+    def start(self) -> CpuMonitor:
+        self._thread.start()
+        return self
+
+    def _tree_jiffies(self) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for pid in _tree_pids(os.getpid()):
+            value = _pid_jiffies(pid)
+            if value is not None:
+                out[pid] = value
+        return out
+
+    def _run(self) -> None:
+        previous = _stat_busy()
+        mine = self._tree_jiffies()
+        while not self._halt.wait(self.interval):
+            current = _stat_busy()
+            now_mine = self._tree_jiffies()
+            if previous is None or current is None or current[1] <= previous[1]:
+                previous, mine = current, now_mine
+                continue
+            ours = sum(v - mine.get(pid, v) for pid, v in now_mine.items())
+            busy = current[0] - previous[0]
+            share = max(0.0, (busy - ours) / (current[1] - previous[1]))
+            self.samples.append(
+                {"t": round(time.monotonic() - self._t0, 1), "section": self.section, "others": round(share, 3)}
+            )
+            previous, mine = current, now_mine
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def by_section(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for name in dict.fromkeys(s["section"] for s in self.samples):
+            values = [s["others"] for s in self.samples if s["section"] == name]
+            out[name] = {
+                "mean": round(sum(values) / len(values), 3),
+                "max": round(max(values), 3),
+                "samples": len(values),
+            }
+        return out

@@ -409,6 +409,18 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"- {note}")
     timings = results.get("timings_s", {})
     lines.append("- Section times (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    by_section = (results.get("others_cpu") or {}).get("by_section") or {}
+    if by_section:
+        lines += [
+            "",
+            "CPU used by processes outside this benchmark (share of all CPUs, sampled every few seconds; "
+            "0% = nobody else ran; a section above ~10% is noisy, compare its numbers with care):",
+            "",
+        ]
+        lines += _table(
+            ["section", "others mean", "others max", "samples"],
+            [[name, _pct(s["mean"]), _pct(s["max"]), s["samples"]] for name, s in by_section.items()],
+        )
     lines.append("")
 
     # ---- plots ----

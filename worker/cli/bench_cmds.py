@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--e2e-length", default="tweet", choices=("tweet", "review", "mixed"), help="End-to-end messages."
     )
     bench.add_argument("--loads", default="0.25,0.5,0.9", help="Offered loads as fractions of saturation.")
-    bench.add_argument("--load-seconds", type=float, default=0.0, help="Seconds per offered load (default 15).")
+    bench.add_argument("--load-seconds", type=float, default=0.0, help="Seconds per offered load (default 12).")
     bench.add_argument(
         "--saturation-seconds", type=float, default=0.0, help="Size of the saturation burst in seconds (default 10)."
     )
