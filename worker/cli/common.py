@@ -17,6 +17,10 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Extra spellings of some flags (the issue tracker's examples use --model-dir for a local model folder).
+FLAG_ALIASES: dict[str, tuple[str, ...]] = {"model": ("--model-dir",)}
+
+
 def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str] | None = None) -> None:
     """Add ``--<field>`` for each Settings field (all by default); values are validated by pydantic."""
     group = parser.add_argument_group("settings (flag > env var > config file > default)")
@@ -27,6 +31,7 @@ def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str] | 
         shown = "" if default is None else f" [default: {default}]"
         group.add_argument(
             flag_name(name),
+            *FLAG_ALIASES.get(name, ()),
             dest=f"setting_{name}",
             default=None,
             metavar=name.upper(),
