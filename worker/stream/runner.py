@@ -46,10 +46,11 @@ log = get_logger(__name__)
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1  # drain timed out, forced stop, or a fatal delivery error: unacknowledged work not committed
 # After the drain (bounded by shutdown_timeout_s): the final commit (at least this long even when the drain used
-# the whole budget) and closing the producer get at most this long each. Leaving the group gets up to the session
-# timeout (at least this long): a LeaveGroup queued behind a JoinGroup the broker is holding must wait for it, and
-# past the session timeout the broker drops the member anyway.
+# the whole budget) and closing the producer get at most CLOSE_STEP_S each. Leaving the group gets up to the session
+# timeout, between CLOSE_STEP_S and LEAVE_GROUP_MAX_S: a LeaveGroup queued behind a JoinGroup the broker is holding
+# has to wait for it, and past the session timeout the broker drops the member anyway.
 CLOSE_STEP_S = 2.0
+LEAVE_GROUP_MAX_S = 10.0
 
 
 class _NullMetrics:
@@ -123,7 +124,6 @@ class Runner:
         self._force = threading.Event()  # a forced stop: no drain
         self._drop = threading.Event()  # the current stage threads drop their work (forced stop, restart)
         self._gen = 0  # pipeline generation: callbacks of a replaced producer are ignored
-        self._restarts = 0
         self._last_restart = 0.0
         self._restart_pause = 0.0
         self._fatal: BaseException | None = None
@@ -160,11 +160,6 @@ class Runner:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set() or self._fatal is not None
-
-    @property
-    def restarts(self) -> int:
-        """How many times the pipeline was restarted with a new producer."""
-        return self._restarts
 
     # ---- main loop ---------------------------------------------------------------------------------
     def run(self) -> int:
@@ -285,7 +280,6 @@ class Runner:
         """
         assert self.source is not None and self.sink is not None
         now = time.monotonic()
-        self._restarts += 1
         pause = 1.0 if now - self._last_restart > 120.0 else min(30.0, max(1.0, 2 * self._restart_pause))
         self._restart_pause = pause
         self._last_restart = now
@@ -652,7 +646,7 @@ class Runner:
 
 
 def leave_group_timeout_s(settings: Settings) -> float:
-    return max(CLOSE_STEP_S, settings.session_timeout_ms / 1000.0)
+    return min(LEAVE_GROUP_MAX_S, max(CLOSE_STEP_S, settings.session_timeout_ms / 1000.0))
 
 
 def close_bound_s(settings: Settings) -> float:

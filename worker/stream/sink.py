@@ -277,6 +277,9 @@ class Sink:
             return True
         except KafkaTimeoutError:
             return False
+        except Exception as exc:  # a closed or failed producer: nothing more will be acknowledged
+            log.warning("producer_flush_failed", error=repr(exc))
+            return False
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Close within ``timeout_s``; records still unacknowledged then are given up (they stay uncommitted)."""
