@@ -157,7 +157,9 @@ class Settings(BaseSettings):
     )
     text_field: str = Field(default="text", min_length=1, description="Field holding the text (json input).")
     max_message_bytes: int = Field(
-        default=1_048_576, gt=0, description="Larger input values are dead-lettered (reason too_large)."
+        default=1_048_576,
+        gt=0,
+        description="Larger input records (value + key + headers) are dead-lettered (reason too_large).",
     )
     max_text_chars: int = Field(default=20_000, gt=0, description="Longer texts are truncated or rejected.")
     text_overflow: Literal["truncate", "reject"] = Field(
@@ -176,7 +178,10 @@ class Settings(BaseSettings):
         default=None, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz (unset = off)."
     )
     shutdown_timeout_s: float = Field(
-        default=30.0, gt=0, description="Max seconds to drain in-flight work on stop or revoke."
+        default=30.0,
+        gt=0,
+        description="Max seconds to drain in-flight work on stop or revoke (a stop then takes at most ~14 s more "
+        "to commit, leave the group and close).",
     )
 
     # ---- validators -------------------------------------------------------------------------------
