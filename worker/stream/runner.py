@@ -210,7 +210,8 @@ class Runner:
             self._push_ready()
             now = time.monotonic()
             if now >= next_commit:
-                self._commit_async()
+                if self._unreachable_since is None:  # during an outage a commit can't land: don't churn
+                    self._commit_async()
                 next_commit = now + commit_every
             if now >= next_health:
                 self._check_health()
