@@ -163,7 +163,12 @@ class SentimentModel:
                 f"{path} is not an exported model dir (no {MANIFEST_NAME}); export it with `sentiment-worker export`"
             )
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        onnx_path = path / manifest.get("onnx_file", "model.onnx")
+        onnx_name = str(manifest.get("onnx_file", "model.onnx"))
+        onnx_path = path / onnx_name
+        if Path(onnx_name).is_absolute() or path.resolve() not in onnx_path.resolve().parents:
+            raise ModelIntegrityError(
+                f"the manifest's onnx_file {onnx_name!r} points outside {path}: the model is loaded only from its dir"
+            )
         if not onnx_path.is_file():
             raise FileNotFoundError(f"{onnx_path} is missing")
         digest = _sha256(onnx_path)

@@ -3,7 +3,7 @@
 - Secrets never reach the logs or the HTTP endpoints, at debug level, on the normal path, the dead-letter path,
   and the authentication-failure path (SASL PLAIN against the local broker, which runs without auth and refuses it).
 - The model is loaded only after its sha256 matches the export manifest: a tampered ONNX file stops the worker
-  before it joins the group. (A manifest pointing outside the model dir is a known gap: see the xfail below.)
+  before it joins the group; a manifest pointing outside the model dir is refused.
 - The run path never unpickles: the worker runs end to end with every pickle loader disabled and an audit hook on
   ``pickle.find_class``; torch, transformers and optimum are never imported.
 """
@@ -115,13 +115,8 @@ def test_tampered_model_file_refuses_to_start(broker, topic_name, tiny_onnx_dir,
     assert '"event": "worker_started"' not in log, "it must not consume anything"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker/model/runtime.py joins the manifest's onnx_file to the model dir without checking it stays inside "
-    "('../x.onnx' or an absolute path load a file from elsewhere); not owned by the reliability work — reported",
-)
 def test_manifest_cannot_point_the_model_outside_its_dir(tiny_onnx_dir, tmp_path) -> None:
-    from worker.model.runtime import SentimentModel
+    from worker.model.runtime import ModelIntegrityError, SentimentModel
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_onnx_dir, model_dir)
@@ -130,7 +125,11 @@ def test_manifest_cannot_point_the_model_outside_its_dir(tiny_onnx_dir, tmp_path
     manifest = json.loads(manifest_path.read_text())
     manifest["onnx_file"] = "../elsewhere.onnx"
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(Exception):  # noqa: B017 - any refusal will do
+    with pytest.raises(ModelIntegrityError, match="outside"):
+        SentimentModel.load(model_dir, device="cpu")
+    manifest["onnx_file"] = str(tmp_path / "elsewhere.onnx")  # an absolute path, too
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ModelIntegrityError, match="outside"):
         SentimentModel.load(model_dir, device="cpu")
 
 
