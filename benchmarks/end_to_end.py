@@ -451,6 +451,7 @@ class RunSpec:
     saturation_estimate: float | None = None  # msgs/s, to size timeouts (None: measured on the warm-up)
     saturation_seconds: float | None = None  # if set: burst size = this × the estimate (overrides the count)
     consumer_extra: dict[str, Any] | None = None  # what-if: extra consumer options for the worker (not settings)
+    min_burst: int = 20  # smallest burst when sized from saturation_seconds
 
 
 def run_one(spec: RunSpec, config: E2EConfig, *, progress: bool = True) -> dict[str, Any]:
@@ -538,7 +539,7 @@ def run_one(spec: RunSpec, config: E2EConfig, *, progress: bool = True) -> dict[
             estimate = (len(arrivals) - 1) / span if span > 0 else 10.0
         n_sat = max(0, spec.saturation_messages)
         if spec.saturation_seconds is not None:  # size the burst from the estimate: about that many seconds
-            n_sat = max(20, min(len(spec.texts), round(spec.saturation_seconds * estimate)))
+            n_sat = min(len(spec.texts), max(spec.min_burst, round(spec.saturation_seconds * estimate)))
         # saturation
         if n_sat:
             before = child.request_stats() if spec.kind == "worker" else {}

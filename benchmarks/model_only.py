@@ -42,6 +42,7 @@ class GridConfig:
     threads: int = 0
     max_length: int = 128
     seed: int = 0
+    o3_datasets: list[str] | None = None  # o3 cells only for these datasets (None: all)
 
 
 @dataclass
@@ -156,6 +157,8 @@ def run_grid(
     for name, ids in ids_by_dataset.items():
         lengths = np.array([len(x) for x in ids])
         for precision in sessions:
+            if precision == "o3" and config.o3_datasets is not None and name not in config.o3_datasets:
+                continue
             for b in config.batch_sizes:
                 for padding in ("none",) if b == 1 else ("pad", "bucket"):
                     cell = Cell(bench_model.key, precision, name, b, padding)

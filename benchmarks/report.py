@@ -129,7 +129,8 @@ def markdown(results: dict[str, Any]) -> str:
         if e.get("best_fp32_gflops") is not None:
             lines.append(
                 f"- {key}: best fp32 grid cell {_fmt(e['best_fp32_gflops'])} GFLOP/s executed = "
-                f"{_pct(e.get('best_fp32_share_of_sgemm'))} of the sgemm ceiling measured in this run, "
+                f"{_pct(e.get('best_fp32_share_of_sgemm'))} of the sgemm ceiling measured in this run "
+                f"({_fmt(e.get('sgemm_ceiling_gflops'))} GFLOP/s, the better median of before/after), "
                 f"{_pct(e.get('best_fp32_share_of_fma_peak'))} of the 196 GFLOP/s FMA peak (FINDINGS)."
             )
     lines.append("")

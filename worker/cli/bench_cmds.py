@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bench.add_argument(
         "--lengths", default=None, help="Generated length distributions: tweet,mixed,review (quick: tweet,mixed)."
     )
+    bench.add_argument(
+        "--o3-lengths", default=None, help="Datasets that get o3 cells (default: the first of --lengths)."
+    )
     bench.add_argument("--grid-size", type=int, default=None, help="Sequences per grid dataset (default by shape).")
     bench.add_argument("--repeats", type=int, default=0, help="Repeats of each grid cell (default 3; quick 2).")
     bench.add_argument(
@@ -132,6 +135,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         e2e_precisions=_csv(args.e2e_precisions),
         batch_sizes=[int(b) for b in _csv(args.batch_sizes)],
         lengths=_csv(args.lengths),
+        o3_lengths=_csv(args.o3_lengths),
         data=args.data,
         text_field=args.text_field,
         grid_size=args.grid_size,
