@@ -176,9 +176,11 @@ def test_sigterm_mid_inference_finishes_in_flight_batches_and_exits_0_within_the
     assert not lost and duplicates == 0
 
 
+# drain_timeout: when SIGTERM lands, one batch is inside the model and at least two more are queued
+# (queue_max_batches=2, backpressure), so the drain needs ≥ 2 × delay_s = 6 s > shutdown_timeout_s = 4 s.
 @pytest.mark.parametrize(
     ("case", "delay_s", "shutdown_timeout"),
-    [("second_sigterm", 1.5, 120), ("drain_timeout", 1.0, 4)],
+    [("second_sigterm", 1.5, 120), ("drain_timeout", 3.0, 4)],
 )
 def test_incomplete_drain_exits_1_and_commits_only_acknowledged_records(
     case, delay_s, shutdown_timeout, broker, topic_name, tiny_onnx_dir, tmp_path
