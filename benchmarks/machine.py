@@ -252,7 +252,19 @@ def _pid_jiffies(pid: int) -> float | None:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return float(fields[11]) + float(fields[12])  # utime + stime
+    # utime + stime + cutime + cstime: a child that exited and was reaped is credited to its parent
+    return float(fields[11]) + float(fields[12]) + float(fields[13]) + float(fields[14])
+
+
+def ours_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """Jiffies our process tree used between two samples of {pid: own + reaped-children jiffies}.
+
+    New pids count whole (they started after ``before``). A pid gone since ``before`` was reaped by a parent
+    of the tree, whose children time grew by the gone pid's whole total: what was already counted of it
+    (``before[pid]``) is taken back.
+    """
+    grown = sum(value - before.get(pid, 0.0) for pid, value in after.items())
+    return grown - sum(value for pid, value in before.items() if pid not in after)
 
 
 class CpuMonitor:
@@ -260,6 +272,8 @@ class CpuMonitor:
 
     Every ``interval`` s: Δ(busy jiffies of the machine) − Δ(jiffies of our tree: this process, the worker and
     naive-consumer children, the broker), over Δ(all jiffies). 0 = nobody else ran, 1 = others used every CPU.
+    A process of the tree that started since the last sample counts whole; one that exited counts through
+    its parent's reaped-children time (``ours_delta``), so a worker that runs between two samples is ours.
     """
 
     def __init__(self, interval: float = 5.0) -> None:
@@ -293,7 +307,7 @@ class CpuMonitor:
             if previous is None or current is None or current[1] <= previous[1]:
                 previous, mine = current, now_mine
                 continue
-            ours = sum(v - mine.get(pid, v) for pid, v in now_mine.items())
+            ours = ours_delta(mine, now_mine)
             busy = current[0] - previous[0]
             share = max(0.0, (busy - ours) / (current[1] - previous[1]))
             self.samples.append(
