@@ -519,14 +519,14 @@ def _plot_latency(results: dict[str, Any], plt: Any) -> Any:
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 3.8), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
         for run in (r for r in runs if r["model"] == model):
-            what_if = bool(run.get("consumer_extra"))
+            what_if = bool(run.get("worker_settings"))
             for phase, p in run["phases"].items():
                 cdf = p.get("latency_cdf") or []
                 if not cdf:
                     continue
                 label = f"{run.get('precision')} {phase} ({p.get('offered_msgs_per_s')} msg/s)"
                 if what_if:
-                    label += f", fetch wait {run['consumer_extra'].get('fetch_max_wait_ms')} ms"
+                    label += f", fetch wait {run['worker_settings'].get('fetch_max_wait_ms')} ms"
                 ax.plot([x for x, _ in cdf], [y for _, y in cdf], linestyle=":" if what_if else "-", label=label)
         ax.set_xscale("log")
         ax.set_xlabel("end-to-end latency (ms)")

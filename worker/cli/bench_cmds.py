@@ -86,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--what-if-fetch-wait-ms",
         type=int,
         default=10,
-        help="Also run the worker at 50%% load with this consumer fetch_max_wait_ms (0 = skip; default 10).",
+        help="Also run the worker at 50%% load with this fetch_max_wait_ms setting (0 = skip; default 10).",
     )
     bench.add_argument("--seed", type=int, default=0, help="Seed of the generated texts.")
     bench.add_argument("--no-progress", action="store_true", help="No progress bars.")

@@ -239,6 +239,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             device=settings.device,
             device_id=settings.device_id,
             threads=settings.threads,
+            spinning=settings.intra_op_spinning,
             max_length=settings.max_length,
         )
     except _model_errors() as exc:

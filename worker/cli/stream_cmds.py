@@ -77,6 +77,7 @@ def run_worker(settings: Settings, model_dir: Path | None = None, on_output: Any
             device=settings.device,
             device_id=settings.device_id,
             threads=settings.threads,
+            spinning=settings.intra_op_spinning,
             max_length=settings.max_length,
         )
         runner = Runner(settings, model, metrics=metrics, health=health, on_output=on_output)

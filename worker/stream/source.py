@@ -47,6 +47,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "max_poll_interval_ms": settings.max_poll_interval_ms,
         "max_poll_records": settings.max_poll_records,
         "fetch_max_bytes": settings.fetch_max_bytes,
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
         "max_partition_fetch_bytes": max(settings.max_message_bytes * 2, 1_048_576),
         "reconnect_backoff_max_ms": settings.reconnect_backoff_max_ms,
     }

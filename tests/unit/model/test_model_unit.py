@@ -207,3 +207,12 @@ def test_read_texts_jsonl_uses_text_field() -> None:
     with pytest.raises(InputError, match="line 2: not valid JSON"):
         read_texts(io.StringIO('{"body": "a"}\nplain\n'), "body")
     assert read_texts(io.StringIO(""), "text") == []
+
+
+def test_intra_op_spinning_is_off_unless_asked_for() -> None:
+    from worker.model.runtime import _session_options
+
+    key = "session.intra_op.allow_spinning"
+    assert _session_options(2).get_session_config_entry(key) == "0"
+    assert _session_options(2, spinning=True).get_session_config_entry(key) == "1"
+    assert load_settings().intra_op_spinning is False
