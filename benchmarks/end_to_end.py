@@ -50,7 +50,7 @@ class E2EConfig:
     partitions: int = 4
     max_batch_size: int = 64
     max_wait_ms: int = 20
-    inference_batch_size: int = 16
+    inference_batch_size: int = 8
     max_length: int = 128
     threads: int = 0
     device: str = "auto"

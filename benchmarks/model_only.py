@@ -4,9 +4,10 @@
    pre-tokenised inputs (``SentimentModel.infer_ids``). Padding strategies:
 
    - ``pad``: batches of ``b`` consecutive messages, each padded to its longest sequence;
-   - ``bucket``: windows of ``min(4·b, N)`` consecutive messages sorted by length, cut into batches of ``b``
-     (what the worker does with a micro-batch of ``max_batch_size`` run in length-sorted chunks of
-     ``inference_batch_size``: 64/16 by default). At batch 1 there is no padding, so one cell (``none``).
+   - ``bucket``: windows of ``min(max(4·b, W), N)`` consecutive messages sorted by length, cut into batches of
+     ``b``, W = the worker's ``max_batch_size`` (what the worker does with a micro-batch of ``max_batch_size``
+     run in length-sorted chunks of ``inference_batch_size``: 64/8 by default). At batch 1 there is no padding,
+     so one cell (``none``).
 
    Cells run side by side: every repeat runs every cell once, in a fresh seeded order, so machine noise
    spreads over all cells; seq/s is the median over repeats, ms/batch percentiles pool all repeats.
@@ -43,6 +44,7 @@ class GridConfig:
     max_length: int = 128
     seed: int = 0
     o3_datasets: list[str] | None = None  # o3 cells only for these datasets (None: all)
+    bucket_window: int = 64  # smallest bucketing window: the worker's max_batch_size
 
 
 @dataclass
@@ -84,12 +86,12 @@ class Cell:
         }
 
 
-def plan_batches(lengths: np.ndarray, batch_size: int, padding: str) -> list[np.ndarray]:
+def plan_batches(lengths: np.ndarray, batch_size: int, padding: str, min_window: int = 1) -> list[np.ndarray]:
     """Index arrays of the batches for a padding strategy (see the module docstring)."""
     n = len(lengths)
     order = np.arange(n)
     if padding == "bucket" and batch_size > 1:
-        window = min(WINDOW_FACTOR * batch_size, n)
+        window = min(max(WINDOW_FACTOR * batch_size, min_window), n)
         parts = []
         for start in range(0, n, window):
             idx = order[start : start + window]
@@ -162,7 +164,7 @@ def run_grid(
             for b in config.batch_sizes:
                 for padding in ("none",) if b == 1 else ("pad", "bucket"):
                     cell = Cell(bench_model.key, precision, name, b, padding)
-                    cell.batches = plan_batches(lengths, b, padding)
+                    cell.batches = plan_batches(lengths, b, padding, config.bucket_window)
                     _account(cell, lengths, bench_model.shape)
                     cells.append(cell)
 

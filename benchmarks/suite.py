@@ -205,6 +205,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
                     max_length=config.max_length,
                     seed=config.seed,
                     o3_datasets=config.o3_lengths or None,
+                    bucket_window=config.max_batch_size,
                 )
                 _mark(f"model_only:{models[key].key}")
                 grid[models[key].key] = run_grid(

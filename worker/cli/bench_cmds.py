@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bench.add_argument("--max-batch-size", type=int, default=None, help="Worker max_batch_size (default 64).")
     bench.add_argument("--max-wait-ms", type=int, default=None, help="Worker max_wait_ms (default 20).")
     bench.add_argument(
-        "--inference-batch-size", type=int, default=None, help="Worker inference_batch_size (default 16)."
+        "--inference-batch-size", type=int, default=None, help="Worker inference_batch_size (default 8)."
     )
     bench.add_argument("--cache-dir", type=Path, default=None, help="Model/export cache (default: settings).")
     bench.add_argument(
