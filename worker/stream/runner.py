@@ -364,12 +364,36 @@ class Runner:
     # ---- inference -----------------------------------------------------------------------------------
     def _infer_loop(self, drop: threading.Event) -> None:
         chunk = self.settings.inference_batch_size
+        limit = self.settings.max_batch_size
+        carry: Batch | list[Item] | None = None
+        ending = False
         while True:
-            batch = self.batch_q.get()
+            if ending:
+                self.out_q.put(None)
+                return
+            batch = carry if carry is not None else self.batch_q.get()
+            carry = None
             if batch is None:
                 self.out_q.put(None)
                 return
-            items = batch.items if isinstance(batch, Batch) else batch
+            items = list(batch.items if isinstance(batch, Batch) else batch)
+            reason = getattr(batch, "flushed_by", "split")
+            # batches that queued up while the model was busy run as one call (up to max_batch_size): fewer,
+            # fuller model calls when the load nears capacity, so the queue drains instead of growing
+            while len(items) < limit:
+                try:
+                    queued = self.batch_q.get_nowait()
+                except queue.Empty:
+                    break
+                if queued is None:
+                    ending = True
+                    break
+                more = queued.items if isinstance(queued, Batch) else queued
+                if len(items) + len(more) > limit:
+                    carry = queued
+                    break
+                items.extend(more)
+                reason = "merged"
             try:
                 start = time.perf_counter()
                 result = self.model.infer_ids([item.ids for item in items], chunk_size=chunk)
@@ -392,7 +416,7 @@ class Runner:
                 tokens=result.real_tokens,
                 padded=result.padded_tokens,
                 ms=round(elapsed * 1000, 2),
-                reason=getattr(batch, "flushed_by", "split"),
+                reason=reason,
             )
             self._put_out(items, result.probs, drop)
 
