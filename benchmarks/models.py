@@ -114,7 +114,7 @@ def _real_tokenizer_dir(cache_dirs: list[Path]) -> tuple[Path | None, str]:
     return None, ""
 
 
-# ---- tiny model (copied from the test support code on purpose: benchmarks never import tests) --------------
+# ---- tiny model (its tokenizer is shared with tests/support/tiny_model.py) -------------------------------
 _TINY_TEXT = """
 good great excellent amazing awesome wonderful fantastic love loved lovely like best nice happy perfect
 bad terrible awful horrible hate worst poor boring disappointing waste broken slow annoying useless rude
@@ -125,24 +125,25 @@ battery screen app game hotel room staff price delivery really very so just woul
 _TINY_WORDS = _TINY_TEXT.split()
 
 
-def _tiny_vocab() -> list[str]:
+def toy_vocab(words: list[str]) -> list[str]:
+    """Specials, punctuation, letters and digits (also as ``##`` pieces), then ``words``; no duplicates."""
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789")
     punct = list(".,!?;:'\"()-/&$%*@#")
-    vocab: list[str] = []
-    for token in [*specials, *punct, *chars, *(f"##{c}" for c in chars), *_TINY_WORDS]:
-        if token not in vocab:
-            vocab.append(token)
-    return vocab
+    return list(dict.fromkeys([*specials, *punct, *chars, *(f"##{c}" for c in chars), *words]))
 
 
-def _save_tiny_tokenizer(directory: Path) -> int:
+def toy_wordpiece_tokenizer(words: list[str]) -> Any:
+    """A real uncased WordPiece ``DistilBertTokenizerFast`` over :func:`toy_vocab` (no download).
+
+    Also the tests' tiny model tokenizer (``tests/support/tiny_model.py``): tests may import benchmarks, never
+    the other way round.
+    """
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import DistilBertTokenizerFast
 
-    vocab = _tiny_vocab()
-    ids = {token: i for i, token in enumerate(vocab)}
+    ids = {token: i for i, token in enumerate(toy_vocab(words))}
     backend = Tokenizer(WordPiece(ids, unk_token="[UNK]", max_input_chars_per_word=100))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -152,7 +153,7 @@ def _save_tiny_tokenizer(directory: Path) -> int:
         special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
     )
     backend.decoder = decoders.WordPiece(prefix="##")
-    tokenizer = DistilBertTokenizerFast(
+    return DistilBertTokenizerFast(
         tokenizer_object=backend,
         unk_token="[UNK]",
         pad_token="[PAD]",
@@ -162,8 +163,12 @@ def _save_tiny_tokenizer(directory: Path) -> int:
         do_lower_case=True,
         model_max_length=512,
     )
+
+
+def _save_tiny_tokenizer(directory: Path) -> int:
+    tokenizer = toy_wordpiece_tokenizer(_TINY_WORDS)
     tokenizer.save_pretrained(directory)
-    return len(vocab)
+    return len(tokenizer.get_vocab())
 
 
 def _build_random_model(

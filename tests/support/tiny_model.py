@@ -20,6 +20,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from benchmarks.models import toy_vocab, toy_wordpiece_tokenizer
+
 
 def _words(text: str) -> list[str]:
     return text.split()
@@ -58,14 +60,7 @@ _EXTRA = ["!", "?", ".", ",", "xyzzy", "Qwerty", "2024", "LOL", "sooo", "can't"]
 
 
 def _vocab() -> list[str]:
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789")
-    punct = list(".,!?;:'\"()-/&$%*@#")
-    vocab: list[str] = []
-    for token in [*specials, *punct, *chars, *(f"##{c}" for c in chars), *_WORDS]:
-        if token not in vocab:
-            vocab.append(token)
-    return vocab
+    return toy_vocab(_WORDS)
 
 
 def toy_label(text: str) -> int:
@@ -117,34 +112,14 @@ def varied_texts(n: int = 200, *, seed: int = 7) -> list[str]:
 def build_tiny_model(directory: Path, *, seed: int = 1234, train_steps: int = 300) -> Path:
     """Write the tiny DistilBERT sequence classifier + fast tokenizer as a normal HF model dir."""
     import torch
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification, DistilBertTokenizerFast
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
 
     vocab = _vocab()
     token_ids = {token: i for i, token in enumerate(vocab)}
-    backend = Tokenizer(WordPiece(token_ids, unk_token="[UNK]", max_input_chars_per_word=100))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", token_ids["[CLS]"]), ("[SEP]", token_ids["[SEP]"])],
-    )
-    backend.decoder = decoders.WordPiece(prefix="##")
-    tokenizer = DistilBertTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        do_lower_case=True,
-        model_max_length=512,
-    )
+    tokenizer = toy_wordpiece_tokenizer(_WORDS)
 
     config = DistilBertConfig(
         vocab_size=len(vocab),
