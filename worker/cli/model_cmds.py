@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from worker.cli.common import add_common_flags, add_settings_flags, settings_from_args
+from worker.cli.common import add_common_flags, add_settings_flags, load_model, settings_from_args
 from worker.observability import get_logger
 
 log = get_logger(__name__)
@@ -230,18 +230,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return _fail("no texts to classify: pass TEXT arguments or --file", 2)
 
     from worker.model.resolve import resolve_model
-    from worker.model.runtime import SentimentModel
 
     try:
         exported = resolve_model(settings)
-        model = SentimentModel.load(
-            exported,
-            device=settings.device,
-            device_id=settings.device_id,
-            threads=settings.threads,
-            spinning=settings.intra_op_spinning,
-            max_length=settings.max_length,
-        )
+        model = load_model(exported, settings)
     except _model_errors() as exc:
         return _fail(str(exc))
 

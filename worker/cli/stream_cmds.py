@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from worker.cli.common import add_common_flags, add_settings_flags, settings_from_args
+from worker.cli.common import add_common_flags, add_settings_flags, load_model, settings_from_args
 from worker.observability import get_logger
 from worker.settings import Settings
 
@@ -58,7 +58,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def run_worker(settings: Settings, model_dir: Path | None = None, on_output: Any = None, on_runner: Any = None) -> int:
     from worker.metrics import HealthState, MetricsServer, WorkerMetrics
     from worker.model.resolve import resolve_model
-    from worker.model.runtime import SentimentModel
     from worker.stream.runner import Runner
 
     log.info("settings", **settings.safe_dump())
@@ -72,14 +71,7 @@ def run_worker(settings: Settings, model_dir: Path | None = None, on_output: Any
         log.info("metrics_listening", port=server.port)
     try:
         exported = model_dir or resolve_model(settings)
-        model = SentimentModel.load(
-            exported,
-            device=settings.device,
-            device_id=settings.device_id,
-            threads=settings.threads,
-            spinning=settings.intra_op_spinning,
-            max_length=settings.max_length,
-        )
+        model = load_model(exported, settings)
         runner = Runner(settings, model, metrics=metrics, health=health, on_output=on_output)
         if on_runner is not None:
             on_runner(runner)
