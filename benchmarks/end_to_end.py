@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import threading
 import time
 import uuid
@@ -58,6 +59,7 @@ class E2EConfig:
     heartbeat_interval_ms: int = 1000
     lag_interval_s: float = 0.5
     cache_dir: str | None = None
+    broker_pid: int | None = None  # the embedded broker's process, for the CPU accounting (None: external)
 
 
 # ---- child processes --------------------------------------------------------------------------------------
@@ -421,6 +423,31 @@ def cdf_points(items: list[tuple[int, float, float]], points: int = 200) -> list
     return [[round(float(np.quantile(lat, q)), 2), round(float(q), 4)] for q in qs]
 
 
+class CpuAccount:
+    """CPU used over a phase, in cores (CPU seconds ÷ wall seconds), by the system under test (worker or naive
+    consumer process), the harness (this process: load generator, output consumer, lag sampler) and the broker."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        from benchmarks.machine import pid_jiffies
+
+        self._read = pid_jiffies
+        self.pids = {name: pid for name, pid in pids.items() if pid}
+        self.tick = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+
+    def snapshot(self) -> tuple[float, dict[str, float | None]]:
+        return time.monotonic(), {name: self._read(pid) for name, pid in self.pids.items()}
+
+    def cores(self, before: tuple[float, dict[str, float | None]]) -> dict[str, float]:
+        now, after = self.snapshot()
+        wall = now - before[0]
+        out: dict[str, float] = {}
+        for name, value in after.items():
+            start = before[1].get(name)
+            if value is not None and start is not None and wall > 0:
+                out[name] = round((value - start) / self.tick / wall, 2)
+        return out
+
+
 def _stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     if not before or not after:
         return {}
@@ -511,6 +538,7 @@ def run_one(spec: RunSpec, config: E2EConfig, *, progress: bool = True) -> dict[
         }
         child = Child(naive_consumer_main, (naive_config,), name=f"bench-naive-{spec.name}").start()
 
+    cpu = CpuAccount({"sut": child.process.pid, "harness": os.getpid(), "broker": config.broker_pid})
     result: dict[str, Any] = {
         "name": spec.name,
         "kind": spec.kind,
@@ -544,6 +572,7 @@ def run_one(spec: RunSpec, config: E2EConfig, *, progress: bool = True) -> dict[
         if n_sat:
             before = child.request_stats() if spec.kind == "worker" else {}
             sampler.phase = "saturation"
+            cpu_before = cpu.snapshot()
             collector.fetch_wait_ms = SATURATION_FETCH_WAIT_MS
             sat_texts = spec.texts[:n_sat]
             sent = producer.send("saturation", sat_texts)
@@ -571,6 +600,7 @@ def run_one(spec: RunSpec, config: E2EConfig, *, progress: bool = True) -> dict[
                 if items
                 else None,
             }
+            phase["cpu_cores"] = cpu.cores(cpu_before)
             if spec.kind == "worker":
                 phase["worker"] = _stats_delta(before, child.request_stats())
             result["phases"]["saturation"] = phase
@@ -585,6 +615,7 @@ def run_one(spec: RunSpec, config: E2EConfig, *, progress: bool = True) -> dict[
             offered = fraction * saturation_rate
             before = child.request_stats() if spec.kind == "worker" else {}
             sampler.phase = name
+            cpu_before = cpu.snapshot()
             count = max(1, round(offered * spec.load_seconds))
             texts = spec.texts[n_sat : n_sat + count] if len(spec.texts) >= n_sat + count else spec.texts
             bar_desc = f"{spec.name} {name} ({offered:.0f} msg/s)"
@@ -606,6 +637,7 @@ def run_one(spec: RunSpec, config: E2EConfig, *, progress: bool = True) -> dict[
                 "latency": latency_summary(items),
                 "latency_cdf": cdf_points(items),
                 "arrival_span_s": round((max(arrivals) - min(arrivals)) / 1000, 2) if arrivals else None,
+                "cpu_cores": cpu.cores(cpu_before),
             }
             if spec.kind == "worker":
                 phase["worker"] = _stats_delta(before, child.request_stats())

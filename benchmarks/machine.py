@@ -247,7 +247,7 @@ def _tree_pids(root: int) -> set[int]:
     return out
 
 
-def _pid_jiffies(pid: int) -> float | None:
+def pid_jiffies(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
@@ -293,7 +293,7 @@ class CpuMonitor:
     def _tree_jiffies(self) -> dict[int, float]:
         out: dict[int, float] = {}
         for pid in _tree_pids(os.getpid()):
-            value = _pid_jiffies(pid)
+            value = pid_jiffies(pid)
             if value is not None:
                 out[pid] = value
         return out

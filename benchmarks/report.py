@@ -297,6 +297,9 @@ def markdown(results: dict[str, Any]) -> str:
                         _fmt(w.get("avg_batch_size")),
                         _fmt(w.get("ms_per_batch_mean")),
                         _pct(w.get("padding_waste")),
+                        "/".join(_fmt(c.get(k)) for k in ("sut", "harness", "broker"))
+                        if (c := p.get("cpu_cores"))
+                        else "—",
                     ]
                 )
         lines += _table(
@@ -312,8 +315,14 @@ def markdown(results: dict[str, Any]) -> str:
                 "avg batch",
                 "ms/batch",
                 "padding waste",
+                "CPU cores: worker/harness/broker",
             ],
             rows,
+        )
+        lines.append("")
+        lines.append(
+            "CPU cores = CPU seconds ÷ wall seconds of the phase: the system under test (our worker or the "
+            "naive consumer), the harness (load generator, output consumer, lag sampler: this process) and the broker."
         )
         lines.append("")
         for name, run in (e2e.get("runs") or {}).items():

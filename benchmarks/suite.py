@@ -263,6 +263,7 @@ def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str
         threads=config.threads,
         device=config.device,
         cache_dir=str(config.cache_dir),
+        broker_pid=broker.pid if broker is not None else None,
     )
     out["settings"] = {
         "max_batch_size": config.max_batch_size,
