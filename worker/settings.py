@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         le=30_000,
         description="Longest time the broker may hold a fetch while it has no data (Kafka's fetch.max.wait.ms). "
         "Apache Kafka answers as soon as data arrives; the embedded Tansu broker holds every fetch this long, "
-        "so lower it (e.g. 10) there for low latency at light load.",
+        "so lower it (e.g. 10) there for low latency at light load, given CPU headroom (each fetch costs Python I/O).",
     )
     commit_interval_ms: int = Field(default=1_000, gt=0, description="How often acknowledged offsets commit.")
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
