@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.model.starter import cached_starter_dir, starter_model_dir
 from worker.observability import get_logger
 
 log = get_logger(__name__)
@@ -89,22 +90,10 @@ def flops_per_sequence(shape: dict[str, int], length: int) -> float:
 
 
 # ---- tokenizer sources ----------------------------------------------------------------------------------
-def _starter_hf_dir(cache_dir: Path) -> Path | None:
-    from worker.model.starter import read_starter_record, starter_root
-
-    record = read_starter_record(cache_dir)
-    if not record or not record.get("model_dir"):
-        return None
-    path = Path(record["model_dir"])
-    if not path.is_absolute():
-        path = starter_root(cache_dir) / path
-    return path if (path / "config.json").is_file() else None
-
-
 def _real_tokenizer_dir(cache_dirs: list[Path]) -> tuple[Path | None, str]:
     """An uncased 30,522-token WordPiece tokenizer folder: the starter model's, else a cached MiniLM's."""
     for cache_dir in cache_dirs:
-        starter = _starter_hf_dir(cache_dir)
+        starter = starter_model_dir(cache_dir)
         if starter is not None and (starter / "tokenizer.json").is_file():
             return starter, "starter model tokenizer (uncased WordPiece, 30,522 tokens)"
     for cache_dir in cache_dirs:
@@ -238,9 +227,7 @@ def prepare_model(key: str, precisions: list[str], cache_dir: Path, *, starter_c
     cache_dir = Path(cache_dir).expanduser()
     starter_cache = Path(starter_cache).expanduser() if starter_cache else cache_dir
     if key == "starter":
-        from worker.model.starter import cached_starter_dir
-
-        hf_dir = _starter_hf_dir(starter_cache)
+        hf_dir = starter_model_dir(starter_cache)
         if hf_dir is None or cached_starter_dir(starter_cache, "fp32") is None:
             raise ModelUnavailable(
                 f"the offline starter model is not built in {starter_cache} (build it once with "
@@ -288,8 +275,6 @@ def prepare_model(key: str, precisions: list[str], cache_dir: Path, *, starter_c
         if precision == "fp16":
             continue  # CUDA only: the GPU rows stay empty on a CPU machine
         if key == "starter":
-            from worker.model.starter import cached_starter_dir
-
             found = cached_starter_dir(starter_cache, precision)
             if found is not None:
                 exports[precision] = found

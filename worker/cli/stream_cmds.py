@@ -229,10 +229,9 @@ def _demo_model(settings: Settings) -> tuple[Path, str]:
     # The starter build exports fp32 and int8; other precisions (o3, fp16) are exported from its HF folder.
     from worker.model.export import export_model
 
-    record = starter.read_starter_record(settings.cache_dir) or {}
-    model_dir = Path(record.get("model_dir") or starter.starter_root(settings.cache_dir) / "model")
-    if not model_dir.is_absolute():
-        model_dir = starter.starter_root(settings.cache_dir) / model_dir
+    model_dir = starter.starter_model_dir(settings.cache_dir)
+    if model_dir is None:
+        raise RuntimeError(f"the starter model's folder is missing under {starter.starter_root(settings.cache_dir)}")
     return export_model(model_dir, precision=settings.precision, cache_dir=settings.cache_dir), why
 
 

@@ -139,6 +139,17 @@ def cached_starter_dir(cache_dir: Path, precision: str = "fp32") -> Path | None:
     return exported if is_exported_dir(exported) else None
 
 
+def starter_model_dir(cache_dir: Path) -> Path | None:
+    """The built starter model's Hugging Face folder (weights, tokenizer, card), or None; never builds anything."""
+    record = read_starter_record(cache_dir)
+    if not record or not record.get("model_dir"):
+        return None
+    path = Path(record["model_dir"])
+    if not path.is_absolute():
+        path = starter_root(cache_dir) / path
+    return path if (path / "config.json").is_file() else None
+
+
 def _record_exports(record: dict[str, Any], root: Path) -> dict[str, Path] | None:
     from worker.model.export import is_exported_dir
 

@@ -63,6 +63,20 @@ def test_cached_starter_dir_none_when_export_incomplete(tmp_path: Path) -> None:
     assert cached_starter_dir(tmp_path, "int8") is None
 
 
+def test_starter_model_dir_resolves_the_records_relative_folder(tmp_path: Path) -> None:
+    assert starter.starter_model_dir(tmp_path) is None  # not built
+    _fake_build(tmp_path)
+    assert starter.starter_model_dir(tmp_path) is None  # a record without model_dir
+    record_path = tmp_path / "starter" / "starter.json"
+    record = json.loads(record_path.read_text())
+    record["model_dir"] = "model"  # relative to <cache>/starter, as builds write it
+    record_path.write_text(json.dumps(record))
+    assert starter.starter_model_dir(tmp_path) is None  # the folder has no config.json
+    (tmp_path / "starter" / "model").mkdir()
+    (tmp_path / "starter" / "model" / "config.json").write_text("{}")
+    assert starter.starter_model_dir(tmp_path) == tmp_path / "starter" / "model"
+
+
 def test_build_starter_reuses_a_complete_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     exports = _fake_build(tmp_path)
 
