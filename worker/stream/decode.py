@@ -68,10 +68,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def headers_size(headers: Sequence[tuple[str, bytes | None]] | None) -> int:
+    """Bytes of Kafka record headers: UTF-8 names + values."""
+    return sum(len(k.encode("utf-8", "surrogatepass")) + len(v or b"") for k, v in headers or ())
+
+
 def record_size(record: SourceRecord) -> tuple[int, int, int]:
     """Bytes of the value, the key and the headers (names + values) of a record."""
-    headers = sum(len(k.encode("utf-8", "surrogatepass")) + len(v or b"") for k, v in record.headers or ())
-    return len(record.value or b""), len(record.key or b""), headers
+    return len(record.value or b""), len(record.key or b""), headers_size(record.headers)
 
 
 class Decoder:

@@ -39,7 +39,7 @@ from kafka.errors import (
 from worker.observability import get_logger
 from worker.records import DeadLetter, ErrorType
 from worker.settings import Settings
-from worker.stream.decode import SourceRecord
+from worker.stream.decode import SourceRecord, headers_size
 from worker.stream.encode import OutRecord
 
 log = get_logger(__name__)
@@ -121,12 +121,21 @@ class Sink:
         )
 
     def _output_failed(self, record: SourceRecord, exc: BaseException, what: str) -> None:
-        if self._closing:  # given up at close: the record stays unacknowledged, so uncommitted
-            return
+        if not self._not_the_records_fault(exc):
+            self.dead_letter(record, ErrorType.PRODUCE_FAILED, f"{what}: {exc!r}")
+
+    def _not_the_records_fault(self, exc: BaseException) -> bool:
+        """A failed delivery that no record is to blame for, handled here: True.
+
+        At close the record is given up (it stays unacknowledged, so uncommitted); a producer that can't go on
+        is reported through ``on_fatal`` (the worker restarts its pipeline).
+        """
+        if self._closing:
+            return True
         if isinstance(exc, PRODUCER_STATE_ERRORS) or self.producer_failed():
             self._producer_fatal(exc)
-            return
-        self.dead_letter(record, ErrorType.PRODUCE_FAILED, f"{what}: {exc!r}")
+            return True
+        return False
 
     def producer_failed(self) -> bool:
         """True when the producer is in a fatal state or lost its sequence state: it can't go on."""
@@ -195,7 +204,7 @@ class Sink:
             if key is not None and len(key) > DLQ_MAX_FALLBACK_BYTES:
                 short_key = key[:DLQ_MAX_FALLBACK_BYTES]
                 marks.append((HEADER_DLQ_KEY_TRUNCATED, b"true"))
-            if sum(len(k) + len(v or b"") for k, v in original) > DLQ_MAX_FALLBACK_BYTES:
+            if headers_size(original) > DLQ_MAX_FALLBACK_BYTES:
                 marks.append((HEADER_DLQ_HEADERS_DROPPED, str(len(original)).encode()))
                 original = []
             self._send_dead_letter(
@@ -209,11 +218,9 @@ class Sink:
             )
 
         def failed(exc: BaseException) -> None:
-            if self._closing:
+            if self._not_the_records_fault(exc):
                 return
-            if isinstance(exc, PRODUCER_STATE_ERRORS) or self.producer_failed():
-                self._producer_fatal(exc)
-            elif isinstance(exc, MessageSizeTooLargeError) or "TooLarge" in type(exc).__name__:
+            if isinstance(exc, MessageSizeTooLargeError) or "TooLarge" in type(exc).__name__:
                 too_large(exc)
             else:
                 log.error("dead_letter_failed", error=repr(exc), topic=record.topic, offset=record.offset)
