@@ -625,17 +625,15 @@ class Runner:
                 self._push_ready()
                 if not self._ready and self.tracker.wait_drained(timeout=0.05):
                     break
-        # stop the stage threads (daemons: a forced stop doesn't wait for them)
-        graceful = not self._force.is_set() and self._fatal is None
-        try:
-            if graceful:
+        # stop the stage threads: after a drain they end with the queues; a forced or fatal stop drops what is
+        # queued (daemons: it doesn't wait for them)
+        if not self._force.is_set() and self._fatal is None:
+            with contextlib.suppress(queue.Full):
                 self.batch_q.put(None, timeout=max(0.1, deadline - time.monotonic()))
-            else:
-                self.batch_q.put_nowait(None)
-        except queue.Full:
-            pass
-        for thread in self._threads:
-            thread.join(timeout=max(0.1, deadline - time.monotonic()) if graceful else 0.1)
+            for thread in self._threads:
+                thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        else:
+            self._stop_stages(0.1)
         if not self._force.is_set():
             self.sink.flush(max(0.1, deadline - time.monotonic()))
         pending = self.tracker.pending_count()
