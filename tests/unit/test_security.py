@@ -58,14 +58,16 @@ def test_security_settings_reach_consumer_producer_and_admin_configs(name: str, 
     ssl = extra["security_protocol"] in ("SSL", "SASL_SSL")
     if sasl:
         extra.update(sasl_username="svc-sentiment", sasl_password=SASL_SECRET)
+    # the TLS settings carry kafka-python's own option names: given and expected alike
+    ssl_options = {
+        "ssl_cafile": files["ca.pem"],
+        "ssl_certfile": files["client.pem"],
+        "ssl_keyfile": files["client.key"],
+        "ssl_password": SSL_SECRET,
+        "ssl_check_hostname": False,
+    }
     if ssl:
-        extra.update(
-            ssl_cafile=files["ca.pem"],
-            ssl_certfile=files["client.pem"],
-            ssl_keyfile=files["client.key"],
-            ssl_password=SSL_SECRET,
-            ssl_check_hostname=False,
-        )
+        extra.update(ssl_options)
     settings = load_settings(bootstrap_servers="broker-1:9093,broker-2:9093", input_topics="in", **extra)
     expected: dict[str, object] = {
         "bootstrap_servers": ["broker-1:9093", "broker-2:9093"],
@@ -76,13 +78,7 @@ def test_security_settings_reach_consumer_producer_and_admin_configs(name: str, 
             sasl_mechanism=extra["sasl_mechanism"], sasl_plain_username="svc-sentiment", sasl_plain_password=SASL_SECRET
         )
     if ssl:
-        expected.update(
-            ssl_cafile=files["ca.pem"],
-            ssl_certfile=files["client.pem"],
-            ssl_keyfile=files["client.key"],
-            ssl_password=SSL_SECRET,
-            ssl_check_hostname=False,
-        )
+        expected.update(ssl_options)
     consumer, producer, admin = consumer_config(settings), producer_config(settings), settings.kafka_security()
     for config in (consumer, producer, admin):
         assert {k: config.get(k) for k in expected} == expected

@@ -25,7 +25,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
-from tests.support.kafka_utils import SAFER_GROUP_CONFIG
+from tests.support.kafka_utils import SAFER_GROUP_CONFIG, create_topic
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -376,3 +376,9 @@ class OutputReader(threading.Thread):
 def group_ids(count: int, prefix: str) -> list[str]:
     tag = os.urandom(4).hex()
     return [f"{prefix}-{tag}-{i}" for i in range(count)]
+
+
+def create_input_and_output(bootstrap: str, topic: str, partitions: int) -> str:
+    """Create the input topic and the worker's output topic (``<topic>.sentiment``); returns the output topic."""
+    create_topic(bootstrap, topic, partitions)
+    return create_topic(bootstrap, f"{topic}.sentiment", partitions)

@@ -16,10 +16,19 @@ import time
 
 import pytest
 
-from tests.support.kafka_utils import consume_all, create_topic, produce_values
+from tests.support.kafka_utils import consume_all, produce_values
 from worker.broker import free_port
 
-from .helpers import Feeder, WorkerProcess, group_ids, http_status, message, wait_for, worker_env
+from .helpers import (
+    Feeder,
+    WorkerProcess,
+    create_input_and_output,
+    group_ids,
+    http_status,
+    message,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,8 +38,7 @@ PARTITIONS = 2
 
 
 def _topics(bootstrap: str, topic: str) -> None:
-    create_topic(bootstrap, topic, PARTITIONS)
-    create_topic(bootstrap, f"{topic}.sentiment", PARTITIONS)
+    create_input_and_output(bootstrap, topic, PARTITIONS)
 
 
 def test_broker_outage_worker_waits_quietly_reports_not_ready_and_carries_on(

@@ -21,9 +21,9 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from tests.support.kafka_utils import committed_offsets, create_topic
+from tests.support.kafka_utils import committed_offsets
 
-from .helpers import Feeder, OutputReader, WorkerProcess, group_ids, wait_for, worker_env
+from .helpers import Feeder, OutputReader, WorkerProcess, create_input_and_output, group_ids, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,9 +43,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_only_after_last_
 ) -> None:
     started = time.monotonic()
     bootstrap = broker.bootstrap
-    out_topic = f"{topic_name}.sentiment"
-    create_topic(bootstrap, topic_name, PARTITIONS)
-    create_topic(bootstrap, out_topic, PARTITIONS)
+    out_topic = create_input_and_output(bootstrap, topic_name, PARTITIONS)
     (group,) = group_ids(1, "kill9")
     env = worker_env(bootstrap, topic_name, group, tiny_onnx_dir, commit_interval_ms=COMMIT_INTERVAL_MS, **GROUP_TIMING)
     rng = random.Random(SEED)

@@ -15,9 +15,7 @@ from collections import Counter
 
 import pytest
 
-from tests.support.kafka_utils import create_topic
-
-from .helpers import Feeder, OutputReader, WorkerProcess, group_ids, wait_for, worker_env
+from .helpers import Feeder, OutputReader, WorkerProcess, create_input_and_output, group_ids, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,9 +44,7 @@ def test_scale_1_to_3_to_1_moves_partitions_without_loss_or_duplicates(
 ) -> None:
     started = time.monotonic()
     bootstrap = broker.bootstrap
-    out_topic = f"{topic_name}.sentiment"
-    create_topic(bootstrap, topic_name, PARTITIONS)
-    create_topic(bootstrap, out_topic, PARTITIONS)
+    out_topic = create_input_and_output(bootstrap, topic_name, PARTITIONS)
     (group,) = group_ids(1, "scale")
     reader = OutputReader(bootstrap, out_topic, PARTITIONS)
     reader.start()

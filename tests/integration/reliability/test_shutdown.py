@@ -20,11 +20,20 @@ from collections import Counter
 
 import pytest
 
-from tests.support.kafka_utils import SAFER_GROUP_CONFIG, committed_offsets, consume_all, create_topic, produce_values
+from tests.support.kafka_utils import SAFER_GROUP_CONFIG, committed_offsets, consume_all, produce_values
 from worker.broker import free_port
 from worker.stream.runner import CLOSE_STEP_S, LEAVE_GROUP_MAX_S
 
-from .helpers import OutputReader, WorkerProcess, group_ids, http_status, message, wait_for, worker_env
+from .helpers import (
+    OutputReader,
+    WorkerProcess,
+    create_input_and_output,
+    group_ids,
+    http_status,
+    message,
+    wait_for,
+    worker_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,8 +45,7 @@ EXIT_MARGIN_S = 2 * CLOSE_STEP_S + min(LEAVE_GROUP_MAX_S, SAFER_GROUP_CONFIG["se
 
 
 def _setup(broker, topic: str, count: int) -> dict[int, int]:
-    create_topic(broker.bootstrap, topic, PARTITIONS)
-    create_topic(broker.bootstrap, f"{topic}.sentiment", PARTITIONS)
+    create_input_and_output(broker.bootstrap, topic, PARTITIONS)
     metas = produce_values(broker.bootstrap, topic, [(f"k{i % 10}".encode(), message(i)) for i in range(count)])
     end: dict[int, int] = {}
     for meta in metas:
@@ -69,6 +77,25 @@ def _finish(broker, topic: str, group: str, model_dir, total: int, log_path) -> 
     finally:
         assert worker.stop(60) == 0
     return out
+
+
+def _slow_worker_env(
+    broker, topic: str, group: str, model_dir, shutdown_timeout: float, *, infer_delay_s: float
+) -> dict[str, str]:
+    """Small batches, a short inference queue and a model slowed by ``infer_delay_s`` per call (slow_worker)."""
+    env = worker_env(
+        broker.bootstrap,
+        topic,
+        group,
+        model_dir,
+        max_batch_size=32,
+        max_poll_records=64,
+        queue_max_batches=2,
+        commit_interval_ms=200,
+        shutdown_timeout_s=shutdown_timeout,
+    )
+    env["RELIABILITY_INFER_DELAY_S"] = str(infer_delay_s)
+    return env
 
 
 def test_sigterm_with_an_open_batch_flushes_it_produces_commits_and_exits_0(
@@ -125,18 +152,7 @@ def test_sigterm_mid_inference_finishes_in_flight_batches_and_exits_0_within_the
     _setup(broker, topic_name, count)
     (group,) = group_ids(1, "mid-batch")
     shutdown_timeout = 60
-    env = worker_env(
-        broker.bootstrap,
-        topic_name,
-        group,
-        tiny_onnx_dir,
-        max_batch_size=32,
-        max_poll_records=64,
-        queue_max_batches=2,
-        commit_interval_ms=200,
-        shutdown_timeout_s=shutdown_timeout,
-    )
-    env["RELIABILITY_INFER_DELAY_S"] = "0.4"
+    env = _slow_worker_env(broker, topic_name, group, tiny_onnx_dir, shutdown_timeout, infer_delay_s=0.4)
     reader = OutputReader(broker.bootstrap, f"{topic_name}.sentiment", PARTITIONS)
     reader.start()
     worker = WorkerProcess(env, tmp_path / "slow.log", module=SLOW).start()
@@ -188,18 +204,7 @@ def test_incomplete_drain_exits_1_and_commits_only_acknowledged_records(
     count = 1500
     _setup(broker, topic_name, count)
     (group,) = group_ids(1, case.replace("_", "-"))
-    env = worker_env(
-        broker.bootstrap,
-        topic_name,
-        group,
-        tiny_onnx_dir,
-        max_batch_size=32,
-        max_poll_records=64,
-        queue_max_batches=2,
-        commit_interval_ms=200,
-        shutdown_timeout_s=shutdown_timeout,
-    )
-    env["RELIABILITY_INFER_DELAY_S"] = str(delay_s)
+    env = _slow_worker_env(broker, topic_name, group, tiny_onnx_dir, shutdown_timeout, infer_delay_s=delay_s)
     worker = WorkerProcess(env, tmp_path / "slow.log", module=SLOW).start()
     try:
         wait_for(lambda: len(_after(worker, "test_infer_started")) >= 2, 90, 0.05, "steady inference")
