@@ -45,7 +45,9 @@ def pyproject() -> dict[str, Any]:
 
 
 def pinned(name: str) -> str:
-    for dep in pyproject()["project"]["dependencies"]:
+    """The ``==`` pin of ``name`` in the core dependencies or an extra (torch is in [export])."""
+    project = pyproject()["project"]
+    for dep in [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]:
         match = re.fullmatch(rf"{re.escape(name)}==(\S+)", dep.strip())
         if match:
             return match.group(1)
@@ -80,6 +82,9 @@ def settings_from_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> S
 
 
 # ---- Dockerfiles --------------------------------------------------------------------------------------
+# `pip install .` or `pip install './[extra,...]'` of the project itself (hadolint's DL3013 takes `./[…]` for
+# a local path, but `.[…]` for an unpinned package).
+PROJECT_INSTALL = re.compile(r"pip install (--no-cache-dir )?['\"]?\./?(\[(?P<extras>[\w,-]+)\])?['\"]?(\s|$)")
 Instruction = tuple[str, str]  # (INSTRUCTION, arguments)
 
 
@@ -199,11 +204,21 @@ def test_torch_is_the_cpu_wheel_of_the_project_pin(variant: str) -> None:
     builder = stages(variant)[0]
     runs = args_of(builder, "RUN")
     torch_runs = [i for i, run in enumerate(runs) if "torch==" in run]
-    project_runs = [i for i, run in enumerate(runs) if re.search(r"pip install (--no-cache-dir )?\.(\s|$)", run)]
+    project_runs = [i for i, run in enumerate(runs) if PROJECT_INSTALL.search(run)]
     assert torch_runs and project_runs and torch_runs[0] < project_runs[0], "torch must be installed first"
     torch_run = runs[torch_runs[0]]
     assert f"torch=={pinned('torch')}" in torch_run
     assert "--index-url https://download.pytorch.org/whl/cpu" in torch_run
+
+
+@pytest.mark.parametrize("variant", sorted(DOCKERFILES))
+def test_image_carries_the_export_extra_only(variant: str) -> None:
+    """The worker exports the configured hub model on first start: [export], never [train] or [dev]."""
+    installs = [m for run in args_of(stages(variant)[0], "RUN") if (m := PROJECT_INSTALL.search(run))]
+    assert len(installs) == 1
+    extras = set(filter(None, (installs[0].group("extras") or "").split(",")))
+    assert extras == {"export"}
+    assert "torch" in {re.split(r"[=<>\[ ]", d)[0] for d in pyproject()["project"]["optional-dependencies"]["export"]}
 
 
 @pytest.mark.parametrize("variant", sorted(DOCKERFILES))

@@ -1,1 +1,3 @@
-"""Model: export (Optimum → ONNX), runtime (ONNX Runtime), resolution of the configured model, starter model."""
+"""Serving side of the model: manifest (exported-dir layout), export (Optimum → ONNX), runtime (ONNX Runtime),
+resolution of the configured model, and the lookup of a built starter model. Training lives in worker.training.
+"""

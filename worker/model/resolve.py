@@ -5,15 +5,19 @@ anything else is a hub id exported at ``settings.model_revision``. When the *def
 be fetched (no network, nothing cached) the offline starter model is used if it has been built
 (``sentiment-worker model build-starter``), with a ``model_fallback`` warning.
 
-Resolving an exported dir imports nothing heavy (no torch/optimum): the export module loads those
-lazily, only when it really exports.
+Resolving an exported dir imports nothing heavy (no torch/optimum) and no training code: the export
+module loads the ``[export]`` extra lazily, only when it really exports (and says which extra to install
+when it is missing), and the starter model is looked up by ``worker.model.starter_cache`` (path logic only).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from worker.model.export import ModelUnavailableError, export_model, is_exported_dir
+from worker.model.errors import ModelUnavailableError
+from worker.model.export import export_model
+from worker.model.manifest import CONFIG_NAME, MANIFEST_NAME, is_exported_dir
+from worker.model.starter_cache import cached_starter_dir
 from worker.observability import get_logger
 from worker.settings import DEFAULT_MODEL, DEFAULT_REVISION, Settings
 
@@ -39,18 +43,6 @@ def hub_revision(settings: Settings) -> str | None:
     return revision
 
 
-def _starter_dir(cache_dir: Path, precision: str) -> Path | None:
-    try:
-        from worker.model.starter import cached_starter_dir
-    except (ImportError, AttributeError):
-        return None
-    try:
-        found = cached_starter_dir(cache_dir, precision)
-    except (ImportError, AttributeError):
-        return None
-    return Path(found) if found is not None else None
-
-
 def resolve_model(settings: Settings) -> Path:
     """Return an exported dir for ``settings.model`` (exporting into ``settings.cache_dir`` if needed)."""
     source = settings.model
@@ -58,13 +50,13 @@ def resolve_model(settings: Settings) -> Path:
     if local.is_dir() and is_exported_dir(local):
         log.info("model_resolved", source=source, path=str(local), reason="exported dir")
         return local
-    if local.is_dir() and (local / "config.json").is_file():
+    if local.is_dir() and (local / CONFIG_NAME).is_file():
         path = export_model(local, precision=settings.precision, cache_dir=settings.cache_dir)
         log.info("model_resolved", source=source, path=str(path), reason="local HF model dir, exported")
         return path
     if local.is_dir():
         raise ModelUnavailableError(
-            f"model {source} is a directory but neither an exported ONNX dir (sentiment-manifest.json) "
+            f"model {source} is a directory but neither an exported ONNX dir ({MANIFEST_NAME}) "
             "nor a Hugging Face model dir (config.json)"
         )
 
@@ -74,7 +66,7 @@ def resolve_model(settings: Settings) -> Path:
     except ModelUnavailableError as exc:
         if source != DEFAULT_MODEL:
             raise
-        starter = _starter_dir(settings.cache_dir, settings.precision)
+        starter = cached_starter_dir(settings.cache_dir, settings.precision)
         if starter is None:
             raise ModelUnavailableError(
                 f"{exc} (no offline starter model is built in {settings.cache_dir} either)"

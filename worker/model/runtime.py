@@ -25,11 +25,18 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from worker.model.manifest import (
+    CONFIG_NAME,
+    MANIFEST_NAME,
+    ONNX_NAME,
+    load_manifest_json,
+    manifest_path,
+    sha256_file,
+)
 from worker.observability import get_logger
 
 log = get_logger(__name__)
 
-MANIFEST_NAME = "sentiment-manifest.json"  # same name as worker.model.export.MANIFEST_NAME
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 Device = Literal["auto", "cpu", "cuda"]
@@ -58,16 +65,6 @@ class ModelIntegrityError(RuntimeError):
     """The ONNX file's sha256 differs from the manifest's (corrupted or tampered export)."""
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(4 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def gpu_visible() -> bool:
     """A cheap, side-effect-free hint that an NVIDIA GPU is present (device nodes; WSL's /dev/dxg)."""
     dev = Path("/dev")
@@ -75,8 +72,8 @@ def gpu_visible() -> bool:
 
 
 def cuda_plausible() -> bool:
-    # get_available_providers() lists CUDA for the onnxruntime-gpu wheel even on GPU-less machines
-    # (FINDINGS §3), so it is only a necessary condition.
+    # get_available_providers() lists CUDA for the onnxruntime-gpu wheel even on GPU-less machines,
+    # so it is only a necessary condition.
     return CUDA in ort.get_available_providers() and gpu_visible()
 
 
@@ -158,24 +155,23 @@ class SentimentModel:
         """Load an exported dir (only from that dir), verify the ONNX sha256, create the session."""
         started = time.perf_counter()
         path = Path(exported_dir)
-        manifest_path = path / MANIFEST_NAME
-        if not manifest_path.is_file():
+        if not manifest_path(path).is_file():
             raise FileNotFoundError(
                 f"{path} is not an exported model dir (no {MANIFEST_NAME}); export it with `sentiment-worker export`"
             )
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        onnx_name = str(manifest.get("onnx_file", "model.onnx"))
-        onnx_path = path / onnx_name
-        if Path(onnx_name).is_absolute() or path.resolve() not in onnx_path.resolve().parents:
+        manifest = load_manifest_json(path)
+        onnx_name = str(manifest.get("onnx_file", ONNX_NAME))
+        onnx_file = path / onnx_name
+        if Path(onnx_name).is_absolute() or path.resolve() not in onnx_file.resolve().parents:
             raise ModelIntegrityError(
                 f"the manifest's onnx_file {onnx_name!r} points outside {path}: the model is loaded only from its dir"
             )
-        if not onnx_path.is_file():
-            raise FileNotFoundError(f"{onnx_path} is missing")
-        digest = _sha256(onnx_path)
+        if not onnx_file.is_file():
+            raise FileNotFoundError(f"{onnx_file} is missing")
+        digest = sha256_file(onnx_file)
         if digest != manifest.get("onnx_sha256"):
             raise ModelIntegrityError(
-                f"{onnx_path} sha256 {digest} does not match the manifest ({manifest.get('onnx_sha256')}): "
+                f"{onnx_file} sha256 {digest} does not match the manifest ({manifest.get('onnx_sha256')}): "
                 "the export is corrupted or was modified; re-export it (sentiment-worker export --force)"
             )
         precision = str(manifest.get("precision", "fp32"))
@@ -186,7 +182,7 @@ class SentimentModel:
                 "run it on a GPU (device cuda/auto) or use an fp32/int8 export on CPU"
             )
 
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
         id2label = config.get("id2label") or {}
         if not id2label:
             raise ValueError(f"{path}/config.json has no id2label")
@@ -201,7 +197,7 @@ class SentimentModel:
         tokenizer.enable_truncation(max_length=max_length)
         pad_id = _pad_id(tokenizer, config)
 
-        session = _create_session(onnx_path, device=device, device_id=device_id, threads=threads, spinning=spinning)
+        session = _create_session(onnx_file, device=device, device_id=device_id, threads=threads, spinning=spinning)
         if precision == "fp16" and session.get_providers()[0] != CUDA:
             raise ProviderUnavailableError(
                 f"this export is fp16, which runs only on CUDA, but the session got {session.get_providers()[0]}; "
@@ -274,12 +270,19 @@ class SentimentModel:
         for row, i in enumerate(idx.tolist()):
             input_ids[row, : lengths[i]] = ids[i]
         attention_mask = (np.arange(width)[None, :] < lengths[idx][:, None]).astype(np.int64)
+        return softmax(self.batch_logits(input_ids, attention_mask))
+
+    def batch_logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Raw logits of one padded batch (int64 ``[rows, width]`` ids and mask), rows as given.
+
+        For callers that tokenise themselves (evaluation feeds every backend the same ids).
+        """
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
         feeds = {k: v for k, v in feeds.items() if k in self._input_names}
         (logits,) = self._session.run([self._output_name], feeds)
-        return softmax(logits)
+        return logits
 
     def predict(self, texts: Sequence[str], *, chunk_size: int | None = None) -> list[Prediction]:
         ids, _ = self.tokenize(texts)

@@ -8,16 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.blocked_imports import run_without_extras
+from tests.support.cuda_probe import cuda_session_works
 from worker.cli import build_parser, main
-from worker.model.export import is_exported_dir, read_manifest
+from worker.model.manifest import ONNX_NAME, is_exported_dir, read_manifest
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("SENTIMENT_MODEL", "SENTIMENT_PRECISION", "SENTIMENT_DEVICE", "SENTIMENT_CONFIG_FILE"):
+    for name in ("SENTIMENT_MODEL", "SENTIMENT_PRECISION", "SENTIMENT_CONFIG_FILE"):
         monkeypatch.delenv(name, raising=False)
+    # The CPU provider unless a test asks for CUDA: device auto would pick a working GPU.
+    monkeypatch.setenv("SENTIMENT_DEVICE", "cpu")
     monkeypatch.setenv("SENTIMENT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("SENTIMENT_LOG_FORMAT", "json")
 
@@ -121,10 +125,48 @@ def test_classify_from_local_hf_dir_exports_first(tiny_model_dir: Path, capsys: 
 def test_classify_errors(tiny_onnx_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "classify", "--model", str(tiny_onnx_dir))
     assert code == 2 and "no texts" in err
-    code, _, err = _run(capsys, "classify", "--model", str(tiny_onnx_dir), "--device", "cuda", "hi")
-    assert code == 1 and "cuda" in err
     code, _, err = _run(capsys, "classify", "--model", str(tiny_onnx_dir), "--device", "gpu", "hi")
     assert code == 2 and "device" in err
+
+
+def test_classify_device_cuda_fails_where_cuda_does_not_work(
+    tiny_onnx_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if cuda_session_works(tiny_onnx_dir / ONNX_NAME):
+        pytest.skip("CUDA works here: test_classify_device_cuda_runs_on_the_gpu covers --device cuda")
+    code, _, err = _run(capsys, "classify", "--model", str(tiny_onnx_dir), "--device", "cuda", "hi")
+    assert code == 1 and "cuda" in err
+
+
+def test_classify_device_cuda_runs_on_the_gpu(tiny_onnx_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not cuda_session_works(tiny_onnx_dir / ONNX_NAME):
+        pytest.skip("ONNX Runtime's CUDA execution provider does not work here")
+    code, out, err = _run(
+        capsys, "classify", "--model", str(tiny_onnx_dir), "--device", "cuda", "I loved it", "awful rude staff"
+    )
+    assert code == 0, err
+    header, *rows = out.strip().splitlines()
+    assert "provider=CUDAExecutionProvider" in header
+    assert [row.split("\t")[0] for row in rows] == ["POSITIVE", "NEGATIVE"]
+    loaded = [json.loads(line) for line in err.splitlines() if '"model_loaded"' in line]
+    assert loaded and loaded[0]["provider"] == "CUDAExecutionProvider"
+
+
+def test_classify_runs_without_the_extras(tiny_onnx_dir: Path) -> None:
+    """`pip install sentiment-worker` alone (no torch/transformers/optimum/onnx) classifies with an exported dir."""
+    argv = ["classify", "--model", str(tiny_onnx_dir), "--json", "I loved it", "awful rude staff"]
+    proc = run_without_extras(f"from worker.cli import main\nsys.exit(main({argv!r}))\n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [json.loads(line)["label"] for line in proc.stdout.strip().splitlines()] == ["POSITIVE", "NEGATIVE"]
+
+
+def test_export_without_the_extra_says_which_to_install(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "no-extra-cache"
+    argv = ["export", "--model", str(tiny_model_dir), "--cache-dir", str(cache)]
+    proc = run_without_extras(f"from worker.cli import main\nsys.exit(main({argv!r}))\n")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "pip install 'sentiment-worker[export]'" in proc.stderr
+    assert not any((cache / "exports").iterdir()), "a failed export leaves nothing behind"
 
 
 @pytest.mark.parametrize("command", ["export", "classify", "schemas"])

@@ -179,7 +179,8 @@ def test_auto_without_gpu_uses_cpu_with_warning(tiny_onnx_dir: Path) -> None:
 
 @pytest.mark.skipif(runtime.gpu_visible(), reason="this machine has a GPU")
 def test_auto_probe_falls_back_when_cuda_session_fails(tiny_onnx_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A GPU that looks present but whose CUDA provider can't start (FINDINGS §3): CPU, with a warning."""
+    """A GPU that looks present but whose CUDA provider can't start (e.g. no CUDA 13 / cuDNN 9 libraries): CPU,
+    with a warning."""
     monkeypatch.setattr(runtime, "gpu_visible", lambda: True)
     with structlog.testing.capture_logs() as logs:
         model = SentimentModel.load(tiny_onnx_dir, device="auto")

@@ -12,14 +12,9 @@ import structlog
 
 from worker.cli.model_cmds import InputError, read_texts
 from worker.model import export, resolve
-from worker.model.export import (
-    MANIFEST_NAME,
-    ModelUnavailableError,
-    is_exported_dir,
-    local_content_hash,
-    read_manifest,
-    sha256_file,
-)
+from worker.model.errors import ModelUnavailableError
+from worker.model.export import local_content_hash
+from worker.model.manifest import MANIFEST_NAME, is_exported_dir, read_manifest, sha256_file
 from worker.model.runtime import softmax
 from worker.settings import DEFAULT_MODEL, DEFAULT_REVISION, load_settings
 
@@ -161,7 +156,7 @@ def test_resolve_falls_back_to_starter_for_default_model(tmp_path: Path, monkeyp
         raise ModelUnavailableError("hub unreachable (test)")
 
     monkeypatch.setattr(resolve, "export_model", unavailable)
-    monkeypatch.setattr(resolve, "_starter_dir", lambda cache_dir, precision: starter)
+    monkeypatch.setattr(resolve, "cached_starter_dir", lambda cache_dir, precision: starter)
     with structlog.testing.capture_logs() as logs:
         assert resolve.resolve_model(load_settings(model=DEFAULT_MODEL, cache_dir=tmp_path)) == starter
     fallback = [e for e in logs if e["event"] == "model_fallback"]
@@ -169,21 +164,39 @@ def test_resolve_falls_back_to_starter_for_default_model(tmp_path: Path, monkeyp
     assert fallback[0]["using"] == str(starter) and "unavailable" in fallback[0]["reason"]
 
     # No starter built: the clear error is re-raised and says so.
-    monkeypatch.setattr(resolve, "_starter_dir", lambda cache_dir, precision: None)
+    monkeypatch.setattr(resolve, "cached_starter_dir", lambda cache_dir, precision: None)
     with pytest.raises(ModelUnavailableError, match="no offline starter"):
         resolve.resolve_model(load_settings(model=DEFAULT_MODEL, cache_dir=tmp_path))
 
     # Another hub model never falls back.
-    monkeypatch.setattr(resolve, "_starter_dir", lambda cache_dir, precision: starter)
+    monkeypatch.setattr(resolve, "cached_starter_dir", lambda cache_dir, precision: starter)
     with pytest.raises(ModelUnavailableError, match="test"):
         resolve.resolve_model(load_settings(model="org/other", cache_dir=tmp_path))
 
 
-def test_starter_lookup_tolerates_missing_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_starter_lookup_needs_no_training_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    monkeypatch.setitem(sys.modules, "worker.model.starter", None)  # import → ImportError
-    assert resolve._starter_dir(tmp_path, "fp32") is None
+    for name in ("worker.training", "worker.training.starter"):
+        monkeypatch.setitem(sys.modules, name, None)  # import → ImportError
+    assert resolve.cached_starter_dir(tmp_path, "fp32") is None
+
+
+def test_import_error_in_own_code_is_not_reported_as_no_starter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ImportError of this project's code is a bug: it propagates (it used to read "no starter model")."""
+
+    def unavailable(*args: object, **kwargs: object) -> Path:
+        raise ModelUnavailableError("hub unreachable (test)")
+
+    def broken_lookup(cache_dir: Path, precision: str) -> Path | None:
+        raise ImportError("cannot import name 'gone' from 'worker.model.manifest'", name="worker.model.manifest")
+
+    monkeypatch.setattr(resolve, "export_model", unavailable)
+    monkeypatch.setattr(resolve, "cached_starter_dir", broken_lookup)
+    with pytest.raises(ImportError, match="gone"):
+        resolve.resolve_model(load_settings(model=DEFAULT_MODEL, cache_dir=tmp_path))
 
 
 def test_resolve_rejects_directory_that_is_no_model(tmp_path: Path) -> None:

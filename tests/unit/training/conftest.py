@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.model_starter.toydata import toy_examples
+from tests.unit.training.toydata import toy_examples
 
 
 @pytest.fixture(scope="session")

@@ -8,16 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from worker.model.evaluate import evaluate_backends
-from worker.model.finetune import (
-    CardInfo,
-    DataSource,
-    FinetuneConfig,
-    FinetuneError,
-    finetune_and_export,
-    length_grouped_batches,
-    train_classifier,
-)
+from worker.training.batching import length_grouped_batches
+from worker.training.evaluate import evaluate_backends
+from worker.training.finetune import FinetuneConfig, FinetuneError, train_classifier
+from worker.training.model_card import CardInfo, DataSource
+from worker.training.pipeline import finetune_and_export
 
 pytestmark = pytest.mark.unit
 

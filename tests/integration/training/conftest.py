@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.model_starter.toydata import toy_examples
+from tests.unit.training.toydata import toy_examples
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +19,7 @@ def starter_cache_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def starter_materials(starter_cache_dir: Path) -> object:
-    from worker.model.data import MaterialsUnavailableError, fetch_materials
+    from worker.training.materials import MaterialsUnavailableError, fetch_materials
 
     try:
         return fetch_materials(starter_cache_dir)
@@ -48,7 +48,7 @@ def starter_tiny_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="session")
 def toy_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from worker.model.data import write_jsonl
+    from worker.training.data import write_jsonl
 
     root = tmp_path_factory.mktemp("toy-data")
     train = write_jsonl(root / "train.jsonl", toy_examples(400, seed=1))

@@ -11,22 +11,22 @@ from typing import Any
 
 import pytest
 
-from worker.model.starter import SANITY_SENTENCES
+from worker.training.starter import SANITY_SENTENCES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def starter_build(starter_cache_dir: Path, starter_materials: Any) -> Any:
-    from worker.model.starter import build_starter
+    from worker.training.starter import build_starter
 
     return build_starter(starter_cache_dir, progress=False)
 
 
 @pytest.fixture(scope="module")
 def heldout_report(starter_build: Any, starter_materials: Any) -> Any:
-    from worker.model.data import load_heldout
-    from worker.model.evaluate import evaluate_backends
+    from worker.training.data import load_heldout
+    from worker.training.evaluate import evaluate_backends
 
     return evaluate_backends(
         load_heldout(starter_materials),
@@ -37,7 +37,7 @@ def heldout_report(starter_build: Any, starter_materials: Any) -> Any:
 
 
 def test_cached_starter_dir_points_at_the_build(starter_cache_dir: Path, starter_build: Any) -> None:
-    from worker.model.starter import cached_starter_dir
+    from worker.model.starter_cache import cached_starter_dir
 
     assert cached_starter_dir(starter_cache_dir) == starter_build.exports["fp32"]
     assert cached_starter_dir(starter_cache_dir, "int8") == starter_build.exports["int8"]

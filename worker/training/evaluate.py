@@ -1,7 +1,8 @@
 """Accuracy and backend agreement: PyTorch vs ONNX fp32 vs INT8 on labelled sentences.
 
 Every backend gets the very same token ids (one tokenisation, dynamic padding over length-sorted chunks),
-so label agreement and max |Δlogit| measure the backends alone.
+so label agreement and max |Δlogit| measure the backends alone. ONNX exports run in the serving runtime
+(``worker.model.runtime.SentimentModel``, CPU), so what is measured here is what the worker runs.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from worker.model.data import Example
+from worker.model.manifest import CONFIG_NAME
 from worker.observability import get_logger
+from worker.training.data import Example
 
 if TYPE_CHECKING:
     import torch
+
+    from worker.model.runtime import SentimentModel
 
 log = get_logger(__name__)
 
@@ -142,41 +146,27 @@ def load_torch_model(model_dir: Path, device: str = "cpu") -> torch.nn.Module:
     return model.to(device).eval()
 
 
-def onnx_logits(onnx_path: Path, batches: Sequence[EncodedBatch], n: int, *, threads: int = 0) -> np.ndarray:
-    """Logits of an exported ONNX classifier (CPU), rows in the original order."""
-    import onnxruntime as ort
+def load_onnx_model(exported_dir: Path, *, threads: int = 0, max_length: int = 128) -> SentimentModel:
+    """An exported dir in the serving runtime on the CPU (its manifest's sha256 is checked)."""
+    from worker.model.runtime import SentimentModel
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
+    return SentimentModel.load(Path(exported_dir), device="cpu", threads=threads, max_length=max_length, warmup=False)
+
+
+def onnx_logits(model: SentimentModel, batches: Sequence[EncodedBatch], n: int) -> np.ndarray:
+    """Logits of an exported classifier loaded in the serving runtime, rows in the original order."""
     out: np.ndarray | None = None
     for batch in batches:
-        feed = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        if "token_type_ids" in names:
-            feed["token_type_ids"] = np.zeros_like(batch.input_ids)
-        values = session.run(None, {k: v for k, v in feed.items() if k in names})[0]
+        values = model.batch_logits(batch.input_ids, batch.attention_mask)
         if out is None:
             out = np.zeros((n, values.shape[1]), dtype=np.float32)
         out[batch.index] = values
     return out if out is not None else np.zeros((0, 2), dtype=np.float32)
 
 
-def find_onnx_file(exported_dir: Path) -> Path:
-    exported_dir = Path(exported_dir)
-    preferred = exported_dir / "model.onnx"
-    if preferred.is_file():
-        return preferred
-    found = sorted(exported_dir.glob("*.onnx"))
-    if not found:
-        raise FileNotFoundError(f"no .onnx file in {exported_dir}")
-    return found[0]
-
-
 def is_torch_dir(model_dir: Path) -> bool:
     d = Path(model_dir)
-    return (d / "config.json").is_file() and any(
+    return (d / CONFIG_NAME).is_file() and any(
         (d / name).is_file() for name in ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
     )
 
@@ -297,7 +287,7 @@ def evaluate_backends(
     device: str = "cpu",
     total: bool = True,
 ) -> EvalReport:
-    """Evaluate a PyTorch folder (``pytorch``) and ONNX dirs (e.g. ``{"fp32": dir, "int8": dir}``).
+    """Evaluate a PyTorch folder (``pytorch``) and exported ONNX dirs (e.g. ``{"fp32": dir, "int8": dir}``).
 
     The reference for agreement is PyTorch when given, else the first ONNX dir. Labels come from the
     model's id2label when available. With ``total`` and more than one data set, an ``all`` entry joins
@@ -323,8 +313,9 @@ def evaluate_backends(
         logits["pytorch"] = {d: torch_logits(model, b, n, device=device) for d, (b, n) in encoded.items()}
         del model
     for backend, exported in onnx_dirs.items():
-        path = find_onnx_file(exported)
-        logits[backend] = {d: onnx_logits(path, b, n, threads=threads) for d, (b, n) in encoded.items()}
+        onnx_model = load_onnx_model(exported, threads=threads, max_length=max_length)
+        logits[backend] = {d: onnx_logits(onnx_model, b, n) for d, (b, n) in encoded.items()}
+        del onnx_model
     if total and len(datasets) > 1 and "all" not in datasets:
         for per in logits.values():
             per["all"] = np.concatenate([per[name] for name in datasets])
@@ -342,7 +333,7 @@ def evaluate_backends(
 def label_names(model_dir: Path) -> tuple[str, ...]:
     """Label names in id order from the model's config.json (NEGATIVE/POSITIVE when absent)."""
     try:
-        config = json.loads((Path(model_dir) / "config.json").read_text())
+        config = json.loads((Path(model_dir) / CONFIG_NAME).read_text())
         id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
     except (OSError, ValueError):
         return DEFAULT_LABELS
