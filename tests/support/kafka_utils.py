@@ -1,6 +1,6 @@
 """Kafka helpers for tests: create topics, produce records, read a topic back, look up committed offsets.
 
-These work around Tansu quirks (see docs FINDINGS §1) *in tests only*: ``consume_all`` never trusts
+These work around Tansu quirks *in tests only*: ``consume_all`` never trusts
 ``end_offsets()`` (Tansu returns the last batch's base offset + 1) and reads until it has the expected count.
 """
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from worker.stream.decode import Item
+from worker.stream.types import Item
 
 
 @dataclass(slots=True)

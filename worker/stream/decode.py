@@ -11,50 +11,13 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from worker.records import ErrorType
 from worker.settings import Settings
+from worker.stream.types import Item, Rejected, SourceRecord, record_size
 
 Tokenize = Callable[[Sequence[str]], tuple[list[list[int]], list[bool]]]
-
-
-class SourceRecord(Protocol):
-    """What the pipeline needs of a consumed record (kafka-python's ConsumerRecord has these)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int | None
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]] | None
-
-
-@dataclass(slots=True)
-class Item:
-    """A valid record on its way through batcher → infer → encode → sink."""
-
-    record: SourceRecord
-    payload: dict[str, Any]
-    text: str
-    received: float  # time.time() when polled
-    ids: list[int] = field(default_factory=list)
-    truncated: bool = False
-
-    @property
-    def tokens(self) -> int:
-        return len(self.ids)
-
-
-@dataclass(slots=True)
-class Rejected:
-    """A record that goes to the dead-letter topic, with the reason."""
-
-    record: SourceRecord
-    error_type: ErrorType
-    message: str
 
 
 def _reject_constant(name: str) -> float:
@@ -66,16 +29,6 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):  # e.g. 1e400: Python makes it inf, which JSON can't carry to the output
         raise ValueError(f"number {text[:40]} is out of range")
     return value
-
-
-def headers_size(headers: Sequence[tuple[str, bytes | None]] | None) -> int:
-    """Bytes of Kafka record headers: UTF-8 names + values."""
-    return sum(len(k.encode("utf-8", "surrogatepass")) + len(v or b"") for k, v in headers or ())
-
-
-def record_size(record: SourceRecord) -> tuple[int, int, int]:
-    """Bytes of the value, the key and the headers (names + values) of a record."""
-    return len(record.value or b""), len(record.key or b""), headers_size(record.headers)
 
 
 class Decoder:

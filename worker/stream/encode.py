@@ -7,8 +7,10 @@ Output value: the input JSON object's fields unchanged, plus ``sentiment`` and `
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from worker.records import HEADER_LABEL, HEADER_MODEL, HEADER_REVISION, HEADER_SCORE, SCHEMA_VERSION
-from worker.stream.decode import Item
+from worker.stream.types import Item, Scored
 
 
 @dataclass(slots=True)
@@ -105,3 +107,46 @@ class Encoder:
                 )
             )
         return out
+
+
+class EncodeStage:
+    """The loop of the ``sentiment-sink`` thread: (items, probabilities) → output records → ``send``.
+
+    A batch that fails to encode is encoded record by record; a record that still fails goes to ``on_failed``
+    (the runner dead-letters it). A ``None`` in the inbox ends the stage; while ``drop`` is set, what arrives is
+    discarded.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        inbox: queue.Queue[Scored | None],
+        *,
+        send: Callable[[OutRecord], None],
+        on_failed: Callable[[Item, str], None],
+    ) -> None:
+        self.encoder = encoder
+        self.inbox = inbox
+        self.send = send
+        self.on_failed = on_failed
+
+    def run(self, drop: threading.Event) -> None:
+        while (scored := self.inbox.get()) is not None:
+            if drop.is_set():
+                continue
+            for out in self._encode(*scored):
+                if drop.is_set():
+                    break
+                self.send(out)
+
+    def _encode(self, items: list[Item], probs: np.ndarray) -> list[OutRecord]:
+        try:
+            return self.encoder.encode(items, probs)
+        except Exception:
+            outs: list[OutRecord] = []
+            for item, row in zip(items, probs, strict=True):
+                try:
+                    outs.extend(self.encoder.encode([item], row[None, :]))
+                except Exception as exc:
+                    self.on_failed(item, repr(exc))
+            return outs

@@ -8,11 +8,17 @@ is still in flight, whatever order the acknowledgements arrive in.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from worker.observability import get_logger
+from worker.stream.types import SourceRecord
+
+log = get_logger(__name__)
 
 TP = tuple[str, int]  # kafka-python's TopicPartition is a (topic, partition) namedtuple
 
@@ -63,6 +69,18 @@ class OffsetTracker:
                     raise ValueError(f"offset {offset} of {tp} tracked out of order")
                 state.pending.append(offset)
             return True
+
+    def track_polled(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
+        """Track a poll's records (in partition order); those of partitions still owned. A partition revoked
+        mid-poll is neither tracked nor committed: the next owner reads it."""
+        accepted: list[SourceRecord] = []
+        for tp, group in itertools.groupby(records, key=lambda r: (r.topic, r.partition)):
+            part = list(group)
+            if self.track(tp, [r.offset for r in part]):
+                accepted.extend(part)
+            else:
+                log.debug("records_dropped_unowned", topic=tp[0], partition=tp[1], count=len(part))
+        return accepted
 
     def ack(self, tp: TP, offset: int) -> None:
         with self._cond:

@@ -39,8 +39,9 @@ from kafka.errors import (
 from worker.observability import get_logger
 from worker.records import DeadLetter, ErrorType
 from worker.settings import Settings
-from worker.stream.decode import SourceRecord, headers_size
+from worker.stream import kafka_compat
 from worker.stream.encode import OutRecord
+from worker.stream.types import SourceRecord, headers_size
 
 log = get_logger(__name__)
 
@@ -103,6 +104,11 @@ class Sink:
     @classmethod
     def create(cls, settings: Settings, **kwargs: Any) -> Sink:
         producer = KafkaProducer(**producer_config(settings))
+        try:
+            kafka_compat.check_producer(producer)  # now, not when a delivery fails
+        except kafka_compat.KafkaCompatError:
+            producer.close(timeout=0)
+            raise
         return cls(producer, dlq_topic=settings.dlq_topic, worker=worker_id(settings), **kwargs)
 
     # -- output --------------------------------------------------------------------------------------
@@ -139,13 +145,7 @@ class Sink:
 
     def producer_failed(self) -> bool:
         """True when the producer is in a fatal state or lost its sequence state: it can't go on."""
-        if self._failed is not None:
-            return True
-        manager = getattr(self.producer, "_transaction_manager", None)  # pinned kafka-python 3.0.x
-        try:
-            return manager is not None and manager.has_fatal_error() is True
-        except Exception:
-            return False
+        return self._failed is not None or kafka_compat.producer_failed(self.producer)
 
     def _producer_fatal(self, exc: BaseException) -> None:
         if self._failed is None:
@@ -298,9 +298,7 @@ class Sink:
                 # kafka-python's close() raises at its flush when records are still pending and leaves the producer
                 # (and its IO thread) running: fail those records and close for real.
                 log.warning("producer_close_gave_up", timeout_s=timeout_s, note="unacknowledged: stay uncommitted")
-                accumulator = getattr(self.producer, "_accumulator", None)  # pinned kafka-python 3.0.x
-                if accumulator is not None:
-                    accumulator.abort_batches(KafkaTimeoutError("producer closed"))
+                kafka_compat.abort_pending_batches(self.producer, KafkaTimeoutError("producer closed"))
                 self.producer.close(timeout=0)
         finally:
             self._errors.put(None)

@@ -18,7 +18,8 @@ from kafka.structs import OffsetAndMetadata
 
 from worker.observability import get_logger
 from worker.settings import Settings
-from worker.stream.decode import SourceRecord
+from worker.stream import kafka_compat
+from worker.stream.types import SourceRecord
 
 log = get_logger(__name__)
 
@@ -65,14 +66,15 @@ class _Listener(AsyncConsumerRebalanceListener):
         log.info("partitions_revoked", partitions=_fmt(partitions))
         try:
             done = self.handler.prepare_revoke(partitions)
-            net = self.source.consumer._coordinator._net  # kafka-python 3.0.x IO loop (pinned version)
+            consumer = self.source.consumer
             offsets: dict[Any, int] | None = None
             while offsets is None:
                 offsets = done()
                 if offsets is None:
-                    await net.sleep(0.02)
+                    await kafka_compat.io_sleep(consumer, 0.02)  # on the IO loop: heartbeats go on
             if offsets:
-                await self.source.consumer._coordinator._commit_offsets_sync_async(_to_commit(offsets))
+                # commit() raises on the IO thread: the coroutine behind it is awaited here instead
+                await kafka_compat.commit_sync_in_io_thread(consumer, _to_commit(offsets))
                 log.info("revoke_committed", offsets=_fmt_offsets(offsets))
             self.handler.revoke_done(partitions, offsets)
         except Exception as exc:
@@ -94,6 +96,12 @@ class Source:
     def __init__(self, settings: Settings, handler: RebalanceHandler, consumer: Any | None = None) -> None:
         self.settings = settings
         self.consumer = consumer or KafkaConsumer(**consumer_config(settings))
+        try:
+            kafka_compat.check_consumer(self.consumer)  # now, not at the first rebalance
+        except kafka_compat.KafkaCompatError:
+            if consumer is None:
+                self.consumer.close(autocommit=False, timeout_ms=0)
+            raise
         listener = _Listener(self, handler)
         if settings.input_pattern:
             self.consumer.subscribe(pattern=settings.input_pattern, listener=listener)
@@ -169,7 +177,9 @@ class Source:
     def broker_reachable(self) -> bool:
         """True while the group coordinator is known (kafka-python marks it unknown when the broker is gone)."""
         try:
-            return not self.consumer._coordinator.coordinator_unknown()  # pinned kafka-python 3.0.x
+            return kafka_compat.coordinator_known(self.consumer)
+        except kafka_compat.KafkaCompatError:
+            raise
         except Exception:
             return False
 

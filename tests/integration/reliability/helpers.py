@@ -1,8 +1,9 @@
 """Helpers for the reliability tests: the worker as a real process, a continuous keyed feed, an output reader.
 
 Everything here talks to the real embedded broker (Tansu) with kafka-python; nothing is mocked. Tansu quirks
-(FINDINGS §1) are handled here, in tests only: ``end_offsets()`` is never trusted (the reader uses the fetch
-high-water mark), and group timings use the short session timeouts the broker needs for quick joins.
+are handled here, in tests only: ``end_offsets()`` is never trusted (on Tansu it returns the last batch's base
+offset + 1; the reader uses the fetch high-water mark), and group timings use short session timeouts (Tansu holds
+a new group's first JoinGroup for about half the session timeout).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
 from tests.support.kafka_utils import SAFER_GROUP_CONFIG, create_topic
+from worker.stream import kafka_compat
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -253,7 +255,7 @@ class Feeder(threading.Thread):
             self.error = exc
         finally:
             if self._halt.is_set() or self.error:  # give up on what is unacknowledged (close() raises otherwise)
-                producer._accumulator.abort_batches(KafkaTimeoutError("feeder stopped"))
+                kafka_compat.abort_pending_batches(producer, KafkaTimeoutError("feeder stopped"))
                 producer.close(timeout=0)
             else:
                 producer.close()

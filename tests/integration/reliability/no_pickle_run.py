@@ -2,7 +2,7 @@
 
 Before anything of the worker is imported, ``pickle``/``_pickle`` loading is replaced by a function that records
 the call and raises, and an audit hook records (and refuses) every ``pickle.find_class`` event — raised whenever
-any unpickler, in Python or C, resolves a class or function. Then the real ``run_worker`` runs from SENTIMENT_*
+any unpickler, in Python or C, resolves a class or function. Then the real worker (``worker.app``) runs from SENTIMENT_*
 settings until ``NO_PICKLE_EXPECT`` outputs are acknowledged, and one JSON line reports what happened: the exit
 code, the outputs, the refused loads, and whether torch / transformers / optimum were imported.
 """
@@ -39,21 +39,22 @@ def main() -> int:
         for name in ("load", "loads", "Unpickler"):
             setattr(module, name, _refuse(f"{module.__name__}.{name}"))
 
-    from worker.cli.stream_cmds import run_worker
+    from worker.app import Worker
     from worker.observability import configure_logging
     from worker.settings import load_settings
 
     settings = load_settings()
     configure_logging("json", settings.log_level)
     expect = int(os.environ["NO_PICKLE_EXPECT"])
-    state: dict[str, Any] = {"outputs": 0, "runner": None}
+    state: dict[str, Any] = {"outputs": 0}
 
     def on_output(_out: Any) -> None:
         state["outputs"] += 1
-        if state["outputs"] >= expect and state["runner"] is not None:
-            state["runner"].stop()
+        if state["outputs"] >= expect:
+            worker.stop()
 
-    rc = run_worker(settings, on_output=on_output, on_runner=lambda runner: state.update(runner=runner))
+    worker = Worker(settings, on_output=on_output)
+    rc = worker.run()
     report = {
         "rc": rc,
         "outputs": state["outputs"],

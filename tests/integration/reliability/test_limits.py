@@ -3,9 +3,10 @@
 - Text length in characters (``max_text_chars``) and in tokens (``max_length``): ``text_overflow=truncate``
   classifies the start and marks the output ``truncated``; ``reject`` dead-letters it as ``too_long``.
 - Record size (``max_message_bytes``, value + key + headers): over it → ``too_large``, whatever the overflow mode.
-- Bounded internal queues: with a slow model and a large backlog, the queues never exceed ``queue_max_batches``,
-  the consumer's partitions are paused (back-pressure) and the records held by the worker stay within a bound set
-  by the settings, while the backlog waits in Kafka.
+- Bounded internal queues: with a slow model and a large backlog, the consumer's partitions are paused
+  (back-pressure), the records waiting between the poll and the model's output (open batch, ready batches, the
+  two queues) and the records held by the worker stay within bounds set by the settings, while the backlog waits
+  in Kafka.
 """
 
 from __future__ import annotations
@@ -139,20 +140,29 @@ def test_backpressure_pauses_partitions_and_bounds_what_the_worker_holds(
     # Held records: an open batch, ready batches from one poll, the two queues, one batch in the model, one being
     # sent, and what the producer has not had acknowledged yet (a batch or two: acks are fast here).
     bound = batch * (2 * q + 4) + poll
+    # Waiting between the poll and the model's output: the open batch and one poll's ready batches (the consumer is
+    # paused while any wait: < batch + poll), each queue (q batches of at most max_batch_size records, merged ones
+    # included), and one batch sampled in two places as it moves on.
+    queue_bound = q * batch
+    stages_bound = batch * (2 * q + 2) + poll
     worker = WorkerThread(settings, slow_model).start()
     runner = worker.runner
-    peaks = {"batch_q": 0, "out_q": 0, "held": 0, "ready": 0}
+    peaks = {"held": 0, "in_stages": 0, "in_stages_paused": 0, "infer_queue": 0, "encode_queue": 0, "ready": 0}
     paused_seen = threading.Event()
     stop = threading.Event()
 
     def monitor() -> None:
         while not stop.is_set():
-            peaks["batch_q"] = max(peaks["batch_q"], runner.batch_q.qsize())
-            peaks["out_q"] = max(peaks["out_q"], runner.out_q.qsize())
-            peaks["ready"] = max(peaks["ready"], len(runner._ready))
-            peaks["held"] = max(peaks["held"], runner.tracker.pending_count())
-            if runner.source is not None and runner.source.paused:
+            waiting = runner.items_held()  # records: batcher, ready, infer_queue, encode_queue
+            in_stages = sum(waiting.values())
+            paused = runner.source is not None and runner.source.paused
+            for name in ("infer_queue", "encode_queue", "ready"):
+                peaks[name] = max(peaks[name], waiting[name])
+            peaks["in_stages"] = max(peaks["in_stages"], in_stages)
+            if paused:
+                peaks["in_stages_paused"] = max(peaks["in_stages_paused"], in_stages)
                 paused_seen.set()
+            peaks["held"] = max(peaks["held"], runner.tracker.pending_count())
             time.sleep(0.002)
 
     sampler = threading.Thread(target=monitor, daemon=True)
@@ -165,10 +175,14 @@ def test_backpressure_pauses_partitions_and_bounds_what_the_worker_holds(
         rc = worker.stop()
     print(
         f"\nbackpressure: records={total} queue_max_batches={q} max_batch_size={batch} max_poll_records={poll} "
-        f"peak batch_q={peaks['batch_q']} out_q={peaks['out_q']} ready_batches={peaks['ready']} "
-        f"records_held={peaks['held']} (bound {bound}) paused={paused_seen.is_set()} batches={runner.stats.batches}"
+        f"peak records: infer_queue={peaks['infer_queue']} encode_queue={peaks['encode_queue']} (bound {queue_bound}) "
+        f"ready={peaks['ready']} in_stages={peaks['in_stages']} (paused: {peaks['in_stages_paused']}, bound "
+        f"{stages_bound}) held={peaks['held']} (bound {bound}) paused={paused_seen.is_set()} "
+        f"batches={runner.stats.batches}"
     )
     assert rc == 0
-    assert peaks["batch_q"] <= q and peaks["out_q"] <= q
     assert paused_seen.is_set(), "the consumer was never paused by back-pressure"
+    assert peaks["in_stages_paused"] > 0, "nothing was seen waiting while paused: the sampling measured nothing"
+    assert peaks["infer_queue"] <= queue_bound and peaks["encode_queue"] <= queue_bound, peaks
+    assert peaks["in_stages"] <= stages_bound, f"{peaks['in_stages']} records waited in stages, bound {stages_bound}"
     assert 0 < peaks["held"] <= bound, f"the worker held {peaks['held']} records, bound {bound}"

@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 
 from tests.support.kafka_utils import consume_all, create_topic, produce_values
+from worker.app import Worker
 from worker.broker import free_port
-from worker.cli.stream_cmds import run_worker
 
 from .harness import worker_settings
 
@@ -51,18 +51,15 @@ def test_health_and_metrics_follow_the_stream(broker, topic_name, tiny_onnx_dir)
     create_topic(bootstrap, topic_name, 2)
     port = free_port()
     settings = worker_settings(bootstrap, topic_name, tiny_onnx_dir, metrics_port=port)
-    runners: list = []
+    worker = Worker(settings, model_dir=tiny_onnx_dir)
     result: dict[str, int] = {}
-    thread = threading.Thread(
-        target=lambda: result.setdefault("rc", run_worker(settings, tiny_onnx_dir, on_runner=runners.append)),
-        daemon=True,
-    )
+    thread = threading.Thread(target=lambda: result.setdefault("rc", worker.run()), daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 60
         ready = (0, "")
         while time.monotonic() < deadline:
-            ready = _get(port, "/readyz") if runners else (0, "")
+            ready = _get(port, "/readyz") if worker.runner is not None else (0, "")
             if ready[0] == 200:
                 break
             time.sleep(0.3)
@@ -98,7 +95,6 @@ def test_health_and_metrics_follow_the_stream(broker, topic_name, tiny_onnx_dir)
         assert _committed(after, topic_name) == 201  # both partitions committed to their ends (offsets from 0)
         assert re.search(r"^sentiment_padding_ratio \d", after, re.M)
     finally:
-        if runners:
-            runners[0].stop()
+        worker.stop()
         thread.join(60)
     assert result.get("rc") == 0

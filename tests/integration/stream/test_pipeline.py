@@ -9,6 +9,7 @@ from collections import defaultdict
 import pytest
 
 from tests.support.kafka_utils import committed_offsets, consume_all, create_topic, produce_values
+from tests.support.tiny_model import toy_label
 from worker.model.runtime import SentimentModel
 from worker.records import DeadLetter, EnrichedRecord, ErrorType
 
@@ -86,7 +87,12 @@ def test_source_partitioning_keeps_partition_streams(broker, topic_name, tiny_on
     bootstrap = broker.bootstrap
     create_topic(bootstrap, topic_name, 3)
     out_topic = f"{topic_name}.by-label"
-    items = [(None, json.dumps({"id": i, "text": f"item {i} good"}).encode(), None, i % 3) for i in range(300)]
+    # the tiny model's rule: POSITIVE iff more positive than negative words (tests/support/tiny_model.py)
+    texts = {i: f"item {i} {'bad' if i % 2 else 'good'}" for i in range(300)}
+    expected = {i: "POSITIVE" if toy_label(text) else "NEGATIVE" for i, text in texts.items()}
+    n_negative = sum(label == "NEGATIVE" for label in expected.values())
+    assert n_negative == 150
+    items = [(None, json.dumps({"id": i, "text": text}).encode(), None, i % 3) for i, text in texts.items()]
     produce_values(bootstrap, topic_name, items)
     for label in ("negative", "positive"):
         create_topic(bootstrap, f"{out_topic}.{label}", 3)
@@ -95,16 +101,18 @@ def test_source_partitioning_keeps_partition_streams(broker, topic_name, tiny_on
     )
     worker = WorkerThread(settings, model).start()
     try:
-        neg = consume_all(bootstrap, f"{out_topic}.negative", 300, timeout_s=5)
-        pos = consume_all(bootstrap, f"{out_topic}.positive", 300 - len(neg), timeout_s=60)
+        neg = consume_all(bootstrap, f"{out_topic}.negative", n_negative, timeout_s=60)
+        pos = consume_all(bootstrap, f"{out_topic}.positive", 300 - n_negative, timeout_s=60)
     finally:
         assert worker.stop() == 0
     assert len(neg) + len(pos) == 300
+    assert len(neg) == n_negative, "the NEGATIVE texts reach the negative route"
     for records, label in ((neg, "NEGATIVE"), (pos, "POSITIVE")):
         offsets: dict[int, list[int]] = defaultdict(list)
         for rec in records:
             value = json.loads(rec.value)
             assert value["sentiment"]["label"] == label
+            assert expected[value["id"]] == label, (value["text"], label)
             src = value["sentiment_meta"]["source"]
             assert rec.partition == src["partition"]
             offsets[rec.partition].append(src["offset"])
