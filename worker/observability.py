@@ -4,9 +4,40 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
+
+MASK = "**********"
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def redact_secrets(values: Iterable[str | None]) -> None:
+    """Mask these values wherever they would appear in a log line, whoever logs them, at every level.
+
+    Settings register their secrets here when they are loaded, so a third-party library that logs its whole
+    configuration (kafka-python's admin client does at debug level, passwords included) prints the mask.
+    """
+    with _secrets_lock:
+        _secrets.update(v for v in values if v and len(v) >= 4)
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+class _RedactingFormatter(structlog.stdlib.ProcessorFormatter):
+    """The final rendering of every log line (ours and third-party), with registered secrets masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -36,7 +67,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: Any = None
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = _RedactingFormatter(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -60,3 +91,38 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: Any = None
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)
+
+
+class _QuietConnectionErrors(logging.Filter):
+    """Drop kafka-python's per-attempt connection chatter (refused, reset, no node, metadata refresh failed).
+
+    During an outage the client logs these several times a second; the runner reports the outage itself,
+    once per ``log_interval_s`` (``broker_unreachable``, then ``broker_reachable`` with its duration).
+    """
+
+    MARKERS = (
+        "KafkaConnectionError",
+        "ECONNREFUSED",
+        "Connection reset",
+        "socket disconnected",
+        "No node available",
+        "NodeNotReadyError",
+        "Metadata refresh: failed",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("kafka"):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        return not any(marker in message for marker in self.MARKERS)
+
+
+def quiet_client_connection_errors(level: str) -> None:
+    if level == "debug":
+        return
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _QuietConnectionErrors) for f in handler.filters):
+            handler.addFilter(_QuietConnectionErrors())

@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from worker.observability import redact_secrets
+
 ENV_PREFIX = "SENTIMENT_"
 DEFAULT_MODEL = "distilbert/distilbert-base-uncased-finetuned-sst-2-english"
 # The revision transformers.pipeline("sentiment-analysis") pins for its default model.
@@ -289,6 +291,10 @@ class Settings(BaseSettings):
                 config["ssl_password"] = self.ssl_password.get_secret_value()
         return config
 
+    def secret_values(self) -> list[str]:
+        """The plain values of every secret setting (to be masked in logs)."""
+        return [v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr)]
+
     def safe_dump(self) -> dict[str, Any]:
         """Settings for logging: secrets stay masked (SecretStr renders as '**********')."""
         return {k: (str(v) if isinstance(v, Path | SecretStr) else v) for k, v in self.model_dump().items()}
@@ -325,7 +331,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     elif previous and not Path(previous).is_file():
         raise SettingsError(f"config file {previous} (env {ENV_PREFIX}CONFIG_FILE) does not exist")
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc)) from None
     finally:
@@ -334,6 +340,8 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
                 os.environ.pop(f"{ENV_PREFIX}CONFIG_FILE", None)
             else:
                 os.environ[f"{ENV_PREFIX}CONFIG_FILE"] = previous
+    redact_secrets(settings.secret_values())
+    return settings
 
 
 def format_validation_error(exc: ValidationError) -> str:

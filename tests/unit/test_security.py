@@ -178,6 +178,7 @@ RUN_PATH = [
     *sorted((REPO / "worker" / "stream").glob("*.py")),
     REPO / "worker" / "model" / "runtime.py",
     REPO / "worker" / "cli" / "stream_cmds.py",
+    REPO / "worker" / "app.py",
     REPO / "worker" / "settings.py",
     REPO / "worker" / "records.py",
     REPO / "worker" / "metrics.py",
@@ -193,3 +194,25 @@ def test_no_unsafe_deserialisation_in_the_run_path_source() -> None:
         if UNSAFE.search(line) and not line.lstrip().startswith("#")
     ]
     assert not hits, hits
+
+
+def test_registered_secrets_are_masked_in_third_party_debug_logs(tmp_path: Path) -> None:
+    """kafka-python's admin client logs its whole configuration at debug level: the password must not show."""
+    import io
+    import logging
+
+    from worker.observability import configure_logging
+
+    secret = "pw-third-party-" + "x7Qz"
+    settings = load_settings(security_protocol="SASL_PLAINTEXT", sasl_username="u", sasl_password=secret)
+    assert secret in settings.secret_values()
+    for fmt in ("json", "console"):
+        stream = io.StringIO()
+        configure_logging(fmt, "debug", stream=stream)
+        logging.getLogger("kafka.admin.client").debug(
+            "Starting with configuration: %s", {"sasl_plain_password": secret}
+        )
+        logging.getLogger("kafka.admin.client").error("failed", exc_info=RuntimeError(f"boom {secret}"))
+        text = stream.getvalue()
+        assert "Starting with configuration" in text and "**********" in text
+        assert secret not in text, text

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from importlib import import_module
 
 from worker import __version__
+from worker.model.errors import ExtraNotInstalledError
 from worker.settings import SettingsError
 
 COMMAND_MODULES = (
@@ -40,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SettingsError as exc:
+        print(f"sentiment-worker: {exc}", file=sys.stderr)
+        return 2
+    except ExtraNotInstalledError as exc:
         print(f"sentiment-worker: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,7 +1,6 @@
 """``sentiment-worker bench``: model-only grid, end-to-end through Kafka, baselines, report (issue 6).
 
-The benchmark code lives in ``benchmarks/`` of the source checkout (not in the installed package): this
-command finds it next to the ``worker`` package, or on ``sys.path``.
+The benchmark code is the ``benchmarks`` package, installed with ``worker`` (``pip install -e .[export,dev]``).
 """
 
 from __future__ import annotations
@@ -101,15 +100,13 @@ def _csv(value: str | None) -> list[str]:
 def _import_benchmarks() -> Any:
     try:
         import benchmarks.suite as suite
-    except ImportError:
-        checkout = Path(__file__).resolve().parents[2]
-        if not (checkout / "benchmarks" / "suite.py").is_file():
-            raise SystemExit(
-                "sentiment-worker bench needs the benchmarks/ folder of a source checkout "
-                "(git clone …; pip install -e .[dev]); it is not part of the installed package"
-            ) from None
-        sys.path.insert(0, str(checkout))
-        import benchmarks.suite as suite
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("benchmarks", "benchmarks.suite"):
+            raise  # a dependency of the benchmarks is missing: its own message says which
+        raise SystemExit(
+            "sentiment-worker bench needs the `benchmarks` package, which is not installed: reinstall from the "
+            "source checkout (pip install -e .[export,dev])"
+        ) from None
     return suite
 
 

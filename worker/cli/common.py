@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from worker.observability import configure_logging
 from worker.settings import Settings, env_name, flag_name, load_settings
-
-if TYPE_CHECKING:
-    from worker.model.runtime import SentimentModel
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -48,17 +45,3 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
     settings = load_settings(getattr(args, "config", None), **overrides)
     configure_logging(settings.log_format, settings.log_level)
     return settings
-
-
-def load_model(exported: Path, settings: Settings) -> SentimentModel:
-    """The exported model in an ONNX Runtime session configured by the settings (device, threads, length)."""
-    from worker.model.runtime import SentimentModel  # imports onnxruntime: only when a command needs the model
-
-    return SentimentModel.load(
-        exported,
-        device=settings.device,
-        device_id=settings.device_id,
-        threads=settings.threads,
-        spinning=settings.intra_op_spinning,
-        max_length=settings.max_length,
-    )

@@ -10,7 +10,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from worker.cli.common import add_common_flags, add_settings_flags, load_model, settings_from_args
+from worker.app import load_model
+from worker.cli.common import add_common_flags, add_settings_flags, settings_from_args
 from worker.observability import get_logger
 
 log = get_logger(__name__)
@@ -44,7 +45,7 @@ def _add_revision_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_errors() -> tuple[type[BaseException], ...]:
-    from worker.model.export import ExportError, ModelUnavailableError
+    from worker.model.errors import ExportError, ModelUnavailableError
     from worker.model.runtime import ModelIntegrityError, ProviderUnavailableError
 
     return (ModelUnavailableError, ExportError, ProviderUnavailableError, ModelIntegrityError, FileNotFoundError)
@@ -85,7 +86,8 @@ def _register_export(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 def cmd_export(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    from worker.model.export import export_model, is_exported_dir, place_export, read_manifest
+    from worker.model.export import export_model, place_export
+    from worker.model.manifest import is_exported_dir, read_manifest
     from worker.model.resolve import hub_revision
 
     if is_exported_dir(settings.model):

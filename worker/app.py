@@ -1,0 +1,142 @@
+"""Assemble a worker from :class:`~worker.settings.Settings` and run it.
+
+The one place that puts the pieces together: the metrics/health server, model resolution and loading, the
+stream pipeline (:class:`~worker.stream.runner.Runner`) and the signal handling. The CLI (``run``, ``demo``),
+the benchmarks and the tests all start a worker through here::
+
+    worker = Worker(settings)            # nothing started yet
+    threading.Thread(target=...).start() # e.g. something that later calls worker.stop()
+    rc = worker.run()                    # blocks until stopped; 0 = everything acknowledged was committed
+
+SIGINT/SIGTERM (when run on the main thread) stop it gracefully; a second signal forces the stop.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from worker.observability import get_logger, quiet_client_connection_errors, redact_secrets
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.model.runtime import SentimentModel
+    from worker.stream.encode import OutRecord
+    from worker.stream.runner import Runner
+
+log = get_logger(__name__)
+
+
+def load_model(exported: Path, settings: Settings) -> SentimentModel:
+    """The exported model in an ONNX Runtime session configured by the settings (device, threads, length)."""
+    from worker.model.runtime import SentimentModel  # imports onnxruntime: only when a command needs the model
+
+    return SentimentModel.load(
+        exported,
+        device=settings.device,
+        device_id=settings.device_id,
+        threads=settings.threads,
+        spinning=settings.intra_op_spinning,
+        max_length=settings.max_length,
+    )
+
+
+class Worker:
+    """One streaming worker: consumer group member → batcher → ONNX model → producers.
+
+    ``model_dir`` skips model resolution (an exported folder already at hand); ``on_output`` is called on the
+    producer's IO thread for every enriched record once the broker acknowledged it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model_dir: Path | None = None,
+        on_output: Callable[[OutRecord], None] | None = None,
+    ) -> None:
+        settings.require_input()
+        self.settings = settings
+        self.model_dir = model_dir
+        self.on_output = on_output
+        self.runner: Runner | None = None
+        self._lock = threading.Lock()
+        self._stop_requested: bool | None = None  # None: not asked; else the requested `force`
+        self._started = threading.Event()
+
+    def run(self) -> int:
+        """Serve metrics, load the model, run the pipeline until stopped; the exit code (see ``Runner.run``)."""
+        from worker.metrics import HealthState, MetricsServer, WorkerMetrics
+        from worker.model.resolve import resolve_model
+        from worker.stream.runner import Runner
+
+        settings = self.settings
+        redact_secrets(settings.secret_values())
+        log.info("settings", **settings.safe_dump())
+        quiet_client_connection_errors(settings.log_level)
+        metrics = WorkerMetrics()
+        health = HealthState()
+        server = None
+        if settings.metrics_port is not None:
+            server = MetricsServer(settings.metrics_port, metrics, health)
+            server.start()
+            log.info("metrics_listening", port=server.port)
+        try:
+            model = load_model(self.model_dir or resolve_model(settings), settings)
+            runner = Runner(settings, model, metrics=metrics, health=health, on_output=self.on_output)
+            with self._lock:
+                self.runner = runner
+                if self._stop_requested is not None:
+                    runner.stop(force=self._stop_requested)
+            self._started.set()
+            with _StopOnSignals(runner):
+                return runner.run()
+        finally:
+            self._started.set()
+            if server is not None:
+                server.stop()
+
+    def wait_started(self, timeout: float | None = None) -> Runner | None:
+        """Block until the pipeline is built (model loaded) or the run failed before that; the runner if built."""
+        self._started.wait(timeout)
+        return self.runner
+
+    def stop(self, force: bool = False) -> None:
+        """Graceful stop (drain, produce, commit); ``force`` skips the drain. Safe before ``run`` got going."""
+        with self._lock:
+            if self.runner is None:
+                self._stop_requested = force or bool(self._stop_requested)
+                return
+        self.runner.stop(force=force)
+
+
+def run_worker(settings: Settings, model_dir: Path | None = None) -> int:
+    """Build a worker from settings and run it on this thread until a signal stops it."""
+    return Worker(settings, model_dir=model_dir).run()
+
+
+class _StopOnSignals:
+    """SIGINT/SIGTERM → graceful stop; a second signal → forced stop. Only on the main thread."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.previous: dict[int, signal.Handlers | Callable[[int, FrameType | None], object] | int | None] = {}
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        forced = self.runner.stopping
+        log.info("signal_received", signal=signal.Signals(signum).name, action="force" if forced else "drain")
+        self.runner.stop(force=forced)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
