@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+SECRET = "bench-Pa55w0rd-3d9"
 SECTIONS = (
     "## Summary",
     "## Targets",
@@ -29,7 +30,8 @@ SECTIONS = (
 @pytest.mark.slow
 def test_bench_quick_writes_a_report(tmp_path: Path) -> None:
     output = tmp_path / "report"
-    env = {**os.environ, "SENTIMENT_LOG_LEVEL": "warning"}
+    # secrets set and debug logging: neither may show them (nothing in the bench needs them)
+    env = {**os.environ, "SENTIMENT_SASL_PASSWORD": SECRET, "SENTIMENT_SSL_PASSWORD": SECRET + "-ssl"}
     result = subprocess.run(
         [
             sys.executable,
@@ -44,6 +46,8 @@ def test_bench_quick_writes_a_report(tmp_path: Path) -> None:
             "--cache-dir",
             str(tmp_path / "cache"),
             "--no-progress",
+            "--log-level",
+            "debug",
         ],
         cwd=REPO,
         env=env,
@@ -53,6 +57,7 @@ def test_bench_quick_writes_a_report(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "report:" in result.stdout
+    assert SECRET not in result.stdout + result.stderr
 
     markdown = (output / "report.md").read_text(encoding="utf-8")
     for section in SECTIONS:

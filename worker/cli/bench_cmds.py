@@ -116,9 +116,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from worker.observability import configure_logging
     from worker.settings import load_settings
 
+    settings = load_settings()  # also registers any secret settings with the log renderer (masked)
     configure_logging("console" if sys.stderr.isatty() else "json", args.log_level)
     suite = _import_benchmarks()
-    cache_dir = args.cache_dir or load_settings().cache_dir
+    cache_dir = args.cache_dir or settings.cache_dir
     output = args.output or Path("bench-results") / datetime.now().strftime("%Y-%m-%d-%H%M%S")
     config = suite.BenchConfig(
         output=Path(output),
