@@ -31,6 +31,13 @@ def _env(**settings: str) -> dict[str, str]:
     return env
 
 
+def _produce(env: dict[str, str], topic: str, count: int) -> subprocess.CompletedProcess[str]:
+    args = ["produce", "--topic", topic, "--partitions", "2", "--count", str(count)]
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180
+    )
+
+
 def _leaks(text: str) -> list[str]:
     return [s for s in (SASL_SECRET, SSL_SECRET) if s in text]
 
@@ -44,14 +51,7 @@ def test_produce_with_sasl_at_debug_masks_the_admin_and_producer_configs(broker,
         sasl_username="svc",
         sasl_password=SASL_SECRET,
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "worker", "produce", "--topic", topic_name, "--partitions", "2", "--count", "3"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = _produce(env, topic_name, 3)
     text = proc.stdout + proc.stderr
     print(f"\nproduce (SASL, debug): rc={proc.returncode} log bytes={len(text)} leaks={_leaks(text)}")
     assert "sasl_plain_password" in text, "the admin client's configuration dump was not exercised"
@@ -60,14 +60,7 @@ def test_produce_with_sasl_at_debug_masks_the_admin_and_producer_configs(broker,
 
 def test_produce_and_broker_at_debug_never_print_secrets(broker, topic_name) -> None:
     env = _env(bootstrap_servers=broker.bootstrap, sasl_password=SASL_SECRET)
-    proc = subprocess.run(
-        [sys.executable, "-m", "worker", "produce", "--topic", topic_name, "--partitions", "2", "--count", "20"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _produce(env, topic_name, 20)
     produce_text = proc.stdout + proc.stderr
     assert proc.returncode == 0, produce_text[-3000:]
 
