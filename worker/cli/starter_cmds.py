@@ -152,13 +152,19 @@ def _register_finetune(sub: argparse._SubParsersAction) -> None:  # type: ignore
         help="Fine-tune a DistilBERT sequence classifier on labelled JSONL/CSV, then export to ONNX.",
         description="Fine-tune any DistilBERT sequence-classification folder on labelled (text, label) "
         "rows (JSONL {text,label} or CSV with a text,label header; labels 0/1 or negative/positive). "
+        "Trains with transformers.Trainer (evaluation and a checkpoint every epoch, the best epoch kept, "
+        "--resume continues a run; `accelerate launch -m worker finetune ...` spreads it over GPUs). "
         "Writes a HF model folder with a model card (README.md), then exports ONNX fp32 + INT8. "
         "The last stdout line is the exported fp32 dir (or the HF folder with --no-export).",
     )
     p.add_argument("--model", type=Path, required=True, help="DistilBERT sequence-classification folder.")
     p.add_argument("--train", type=Path, required=True, help="Training file (JSONL or CSV).")
     p.add_argument(
-        "--eval", type=Path, action="append", default=[], help="Eval/test file (repeatable); accuracy per file."
+        "--eval",
+        type=Path,
+        action="append",
+        default=[],
+        help="Eval/test file (repeatable): accuracy per file after each epoch; the first one picks the best epoch.",
     )
     p.add_argument("--output", type=Path, default=None, help="Output folder (default ./<model>-finetuned).")
     p.add_argument("--epochs", type=int, default=1)
@@ -171,6 +177,32 @@ def _register_finetune(sub: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores).")
+    p.add_argument(
+        "--mixed-precision",
+        choices=("no", "bf16", "fp16"),
+        default="no",
+        help="Mixed-precision training (autocast; pays off on GPUs, bf16 on Ampere or newer). Exports stay fp32/INT8.",
+    )
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="Trainer checkpoints, one per epoch (default <output>.checkpoints beside the output).",
+    )
+    p.add_argument(
+        "--drop-checkpoints",
+        action="store_true",
+        help="Delete the checkpoints once the model is saved (saves disk; no --resume afterwards).",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CHECKPOINT",
+        help="Continue from the latest checkpoint in the checkpoint dir (or from CHECKPOINT): its step, optimiser, "
+        "schedule and data order; raise --epochs to train on past a finished run.",
+    )
     p.add_argument("--cache-dir", type=Path, default=None, help="Export cache (default: settings cache_dir).")
     p.add_argument("--no-export", action="store_true", help="Skip the ONNX export and its evaluation.")
     p.add_argument("--no-progress", action="store_true", help="No progress bars.")
@@ -205,6 +237,9 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         progress=not args.no_progress,
+        mixed_precision=args.mixed_precision,
+        checkpoint_dir=str(args.checkpoint_dir) if args.checkpoint_dir else None,
+        keep_checkpoints=not args.drop_checkpoints,
     )
     card = CardInfo(
         title=f"{output.name} (fine-tuned from {args.model.name})",
@@ -225,10 +260,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
             eval_sets=evals,
             card=card,
             precisions=() if args.no_export else ("fp32", "int8"),
+            resume=args.resume,
         )
     except FinetuneError as exc:
         print(f"sentiment-worker: {exc}", file=sys.stderr)
         return 2
+    if not outcome.train.is_main_process:
+        return 0  # another rank of `accelerate launch`: the main process saves, exports and reports
     print(f"fine-tuned model: {outcome.train.output_dir} ({outcome.train.seconds:.0f} s)")
     print(f"model card: {outcome.card}")
     if outcome.report is not None:

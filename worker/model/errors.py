@@ -14,10 +14,10 @@ from importlib import metadata
 
 EXPORT_EXTRA = "export"
 TRAIN_EXTRA = "train"
-# The distributions of pyproject.toml's [export] extra (a unit test keeps the two lists equal); [train] adds
-# no package of its own (materials are fetched with pip and npm), it is [export] under the training name.
+# The distributions of pyproject.toml's [export] and [train] extras (a unit test keeps the lists equal): [train]
+# is [export] plus accelerate (transformers.Trainer needs it; materials are fetched with pip and npm).
 EXPORT_PACKAGES: tuple[str, ...] = ("torch", "transformers", "optimum", "optimum-onnx", "onnx")
-TRAIN_PACKAGES: tuple[str, ...] = EXPORT_PACKAGES
+TRAIN_PACKAGES: tuple[str, ...] = (*EXPORT_PACKAGES, "accelerate")
 
 
 class ModelUnavailableError(RuntimeError):

@@ -80,9 +80,9 @@ def render_model_card(
         lines += [
             "## Training settings",
             "",
-            f"- examples: {record['train_examples']}, epochs: {cfg['epochs']}, steps: {record['steps']}",
-            f"- optimiser: AdamW (fused when available), lr {cfg['lr']}, weight decay {cfg['weight_decay']}, "
-            f"linear warmup {cfg['warmup_ratio']:.0%} then linear decay, grad-norm clip {cfg['max_grad_norm']}",
+            f"- examples: {record['train_examples']}, epochs: {cfg['epochs']}, steps: {record['steps']}"
+            + (f" (resumed from {Path(record['resumed_from']).name})" if record.get("resumed_from") else ""),
+            *_optimiser_lines(record),
             f"- batch size {cfg['batch_size']}, max length {cfg['max_length']} tokens, dynamic padding over "
             f"length-sorted groups of {cfg['length_group_size']}, seed {cfg['seed']}",
             "- trained parameters: "
@@ -147,6 +147,31 @@ def render_model_card(
     return "\n".join(lines)
 
 
+def _optimiser_lines(record: Mapping[str, Any]) -> list[str]:
+    """The optimiser and Trainer settings (records written before the Trainer have no ``trainer`` entry)."""
+    cfg, args = record["config"], record.get("trainer")
+    schedule = (
+        f"lr {cfg['lr']}, weight decay {cfg['weight_decay']}, linear warmup {cfg['warmup_ratio']:.0%} then linear "
+        f"decay, grad-norm clip {cfg['max_grad_norm']}"
+    )
+    if not args:
+        return [f"- optimiser: AdamW (fused when available), {schedule}"]
+    precision = "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32"
+    lines = [
+        f"- transformers Trainer (Accelerate): optim {args['optim']}, {schedule}, precision {precision}, "
+        f"{args.get('world_size', 1)} process(es) on {args.get('device', record['device'])}",
+    ]
+    if args.get("metric_for_best_model"):
+        best = f"step {record.get('best_step')}, {record.get('best_metric')}" if record.get("best_step") else "n/a"
+        lines.append(
+            f"- evaluation and checkpoint every epoch; final weights: the best by {args['metric_for_best_model']} "
+            f"({best})"
+        )
+    else:
+        lines.append("- checkpoint every epoch (no eval set); final weights: the last epoch")
+    return lines
+
+
 def _cell(text: str) -> str:
     """Text safe inside a markdown table cell."""
     return text.replace("|", "\\|").replace("\n", " ")
@@ -162,6 +187,10 @@ def _train_record(train: TrainResult | Mapping[str, Any]) -> dict[str, Any]:
             "seconds": train.seconds,
             "examples_per_second": train.examples_per_second,
             "history": [asdict(h) for h in train.history],
+            "trainer": train.trainer,
+            "resumed_from": train.resumed_from,
+            "best_step": train.best_step,
+            "best_metric": train.best_metric,
         }
     return dict(train)
 

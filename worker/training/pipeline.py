@@ -32,7 +32,7 @@ class FinetuneOutcome:
     train: TrainResult
     report: EvalReport | None
     exports: dict[str, Path]
-    card: Path
+    card: Path | None  # None on the other ranks of `accelerate launch` (only the main process exports)
 
 
 def finetune_and_export(
@@ -47,12 +47,18 @@ def finetune_and_export(
     card: CardInfo | None = None,
     precisions: Sequence[str] = ("fp32", "int8"),
     eval_max_length: int = 128,
+    resume: bool | str | Path = False,
 ) -> FinetuneOutcome:
     """Fine-tune, export to ONNX (fp32 + INT8), evaluate PyTorch vs ONNX on the test (or eval) sets, write the card.
 
-    The card's accuracy table comes from ``test_sets`` when given, else from ``eval_sets``.
+    The card's accuracy table comes from ``test_sets`` when given, else from ``eval_sets``. ``resume``: see
+    :func:`~worker.training.finetune.train_classifier`.
     """
-    result = train_classifier(model_dir, train, output_dir=output_dir, config=config, eval_sets=eval_sets)
+    result = train_classifier(
+        model_dir, train, output_dir=output_dir, config=config, eval_sets=eval_sets, resume=resume
+    )
+    if not result.is_main_process:
+        return FinetuneOutcome(train=result, report=None, exports={}, card=None)
     exports = export_onnx(output_dir, cache_dir, precisions) if precisions else {}
     measured = test_sets if test_sets else eval_sets
     report = None

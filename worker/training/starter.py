@@ -34,7 +34,8 @@ from worker.observability import get_logger
 
 log = get_logger(__name__)
 
-STARTER_RECIPE_VERSION = 1
+# 2: fine-tuned through transformers.Trainer (was a hand-written loop): a cached version-1 build is rebuilt.
+STARTER_RECIPE_VERSION = 2
 BUILD_BUDGET_S = 20 * 60
 PRECISIONS: tuple[str, ...] = ("fp32", "int8")
 
@@ -233,6 +234,7 @@ def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, p
         device=config.device,
         threads=config.threads,
         progress=progress,
+        keep_checkpoints=False,  # a finished build needs no resume; the cache keeps the model only
     )
     with timer.step("finetune"):
         train_result = finetune.train_classifier(
@@ -282,6 +284,7 @@ def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, p
             "seconds": train_result.seconds,
             "examples_per_second": round(train_result.examples_per_second, 1),
             "history": [asdict(h) for h in train_result.history],
+            "trainer": train_result.trainer,
         },
         "summary": summary,
         "timings_s": timings,

@@ -47,3 +47,27 @@ def test_finetune_bad_file_exit_code(tmp_path: Path, starter_tiny_model: Path) -
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x", "label": 7}\n')
     assert main(["finetune", "--model", str(starter_tiny_model), "--train", str(bad), "--log-level", "error"]) == 2
+
+
+def test_finetune_resume_flag(
+    tmp_path: Path, starter_tiny_model: Path, toy_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, test = toy_files
+    out = tmp_path / "ft"
+    argv = ["finetune", "--model", str(starter_tiny_model), "--train", str(train), "--eval", str(test)]
+    argv += ["--output", str(out), "--lr", "1e-3", "--threads", "1", "--batch-size", "16", "--no-export"]
+    argv += ["--device", "cpu", "--log-level", "error"]
+    assert main([*argv, "--epochs", "1"]) == 0
+    assert Path(capsys.readouterr().out.strip().splitlines()[-1]) == out
+    assert json.loads((out / "training.json").read_text())["steps"] == 25
+
+    assert main([*argv, "--epochs", "2", "--resume"]) == 0
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps"] == 50 and record["resumed_from"].endswith("checkpoint-25")
+    assert [h["epoch"] for h in record["history"]] == [2]
+    assert "resumed from checkpoint-25" in (out / "README.md").read_text()
+
+    # nothing to resume from: a clear error, exit code 2
+    argv[argv.index(str(out))] = str(tmp_path / "other")
+    assert main([*argv, "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err

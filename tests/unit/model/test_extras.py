@@ -12,7 +12,13 @@ import pytest
 
 from tests.support.blocked_imports import REPO, run_without_extras
 from worker.model import errors, export
-from worker.model.errors import EXPORT_PACKAGES, ExtraNotInstalledError, ModelUnavailableError, extra_imports
+from worker.model.errors import (
+    EXPORT_PACKAGES,
+    TRAIN_PACKAGES,
+    ExtraNotInstalledError,
+    ModelUnavailableError,
+    extra_imports,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -58,6 +64,9 @@ def test_export_extra_holds_the_export_stack_and_core_does_not() -> None:
     assert _names(extras["export"]) == set(EXPORT_PACKAGES)
     assert not _names(project["dependencies"]) & set(EXPORT_PACKAGES)
     assert "sentiment-worker[export]" in extras["train"]
+    # [train] = [export] + its own packages (accelerate, for transformers.Trainer): errors.TRAIN_PACKAGES lists both
+    assert set(EXPORT_PACKAGES) | (_names(extras["train"]) - {"sentiment-worker"}) == set(TRAIN_PACKAGES)
+    assert "accelerate" in TRAIN_PACKAGES
     assert {"onnxruntime-gpu", "tokenizers", "numpy", "huggingface_hub"} <= _names(project["dependencies"])
 
 
