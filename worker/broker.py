@@ -169,8 +169,10 @@ class EmbeddedBroker:
         log_dir: Path | str | None = None,
         extra_args: list[str] | None = None,
         env: Mapping[str, str] | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self._port: int | None = port
+        self._advertised_port = advertised_port  # tell clients another port (a test proxy in front of the broker)
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self._log_dir = Path(log_dir) if log_dir is not None else None
@@ -247,7 +249,7 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{HOST}:{self._advertised_port or port}",
             "--storage-engine",
             "memory://tansu/",
             *self._extra_args,

@@ -108,6 +108,8 @@ class _QuietConnectionErrors(logging.Filter):
         "No node available",
         "NodeNotReadyError",
         "Metadata refresh: failed",
+        "not ready; waiting",  # bootstrap attempts while the cluster is absent at start
+        "Unable to bootstrap",
     )
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -22,6 +22,7 @@ HEADER_LABEL = "x-sentiment-label"
 HEADER_SCORE = "x-sentiment-score"
 HEADER_MODEL = "x-sentiment-model"
 HEADER_REVISION = "x-sentiment-model-revision"
+HEADER_HEADERS_MENDED = "x-sentiment-headers-mended"  # what was changed so the input headers could be produced
 DLQ_HEADER_ERROR_TYPE = "x-dlq-error-type"
 DLQ_HEADER_ERROR_MESSAGE = "x-dlq-error-message"
 DLQ_HEADER_TOPIC = "x-dlq-source-topic"
@@ -30,6 +31,12 @@ DLQ_HEADER_OFFSET = "x-dlq-source-offset"
 DLQ_HEADER_TIMESTAMP = "x-dlq-source-timestamp"
 DLQ_HEADER_FAILED_AT = "x-dlq-failed-at"
 DLQ_HEADER_WORKER = "x-dlq-worker"
+# Only when something had to be changed to produce the dead letter:
+DLQ_HEADER_HEADERS_MENDED = "x-dlq-headers-mended"
+DLQ_HEADER_VALUE_NULL = "x-dlq-value-null"
+DLQ_HEADER_VALUE_TRUNCATED = "x-dlq-value-truncated"
+DLQ_HEADER_KEY_TRUNCATED = "x-dlq-key-truncated"
+DLQ_HEADER_HEADERS_DROPPED = "x-dlq-headers-dropped"
 
 
 class InputRecord(BaseModel):
@@ -107,7 +114,9 @@ class ErrorType(StrEnum):
 class DeadLetter(BaseModel):
     """The dead-letter record: the value is the original bytes, unchanged; the key is the original key.
 
-    Original headers are kept; these fields are added as ``x-dlq-*`` headers (UTF-8 strings).
+    Original headers are kept; these fields are added as ``x-dlq-*`` headers (UTF-8 strings). ``headers_mended``,
+    ``value_null``, ``value_truncated``, ``key_truncated`` and ``headers_dropped`` are present only when the dead
+    letter could not be produced as it was: they say what was changed.
     """
 
     model_config = ConfigDict(extra="forbid", title="SentimentDeadLetter")
@@ -120,6 +129,30 @@ class DeadLetter(BaseModel):
     source_timestamp: int | None = Field(description=f"Header {DLQ_HEADER_TIMESTAMP} (absent when unknown).")
     failed_at: datetime = Field(description=f"Header {DLQ_HEADER_FAILED_AT}.")
     worker: str = Field(description=f"Header {DLQ_HEADER_WORKER}: client id of the worker.")
+    headers_mended: str | None = Field(
+        default=None,
+        description=f"Header {DLQ_HEADER_HEADERS_MENDED}: what was changed in the original headers so they could be "
+        "produced, as kind=count pairs, e.g. null_value=2,key_not_utf8=1 (null_value: a null header value, sent "
+        "empty; key_not_utf8: a header name that was not UTF-8, escaped as \\xNN).",
+    )
+    value_null: bool = Field(
+        default=False,
+        description=f"Header {DLQ_HEADER_VALUE_NULL} (true): the original record had neither key nor value; a "
+        "record needs one, so the dead letter's value is empty.",
+    )
+    value_truncated: bool = Field(
+        default=False,
+        description=f"Header {DLQ_HEADER_VALUE_TRUNCATED} (true): the dead letter could not be written whole; its "
+        "value is the first 64 KiB of the original.",
+    )
+    key_truncated: bool = Field(
+        default=False,
+        description=f"Header {DLQ_HEADER_KEY_TRUNCATED} (true): the key is the first 64 KiB of the original key.",
+    )
+    headers_dropped: int | None = Field(
+        default=None,
+        description=f"Header {DLQ_HEADER_HEADERS_DROPPED}: how many original headers were left out to write it.",
+    )
 
     def headers(self) -> list[tuple[str, bytes]]:
         values = {
@@ -132,6 +165,14 @@ class DeadLetter(BaseModel):
             DLQ_HEADER_FAILED_AT: self.failed_at.isoformat(),
             DLQ_HEADER_WORKER: self.worker,
         }
+        optional = {
+            DLQ_HEADER_HEADERS_MENDED: self.headers_mended,
+            DLQ_HEADER_VALUE_NULL: "true" if self.value_null else None,
+            DLQ_HEADER_VALUE_TRUNCATED: "true" if self.value_truncated else None,
+            DLQ_HEADER_KEY_TRUNCATED: "true" if self.key_truncated else None,
+            DLQ_HEADER_HEADERS_DROPPED: None if self.headers_dropped is None else str(self.headers_dropped),
+        }
+        values.update({k: v for k, v in optional.items() if v is not None})
         return [(k, v.encode()) for k, v in values.items()]
 
     @classmethod
@@ -146,6 +187,11 @@ class DeadLetter(BaseModel):
             source_timestamp=int(h[DLQ_HEADER_TIMESTAMP]) if h.get(DLQ_HEADER_TIMESTAMP) else None,
             failed_at=datetime.fromisoformat(h[DLQ_HEADER_FAILED_AT]),
             worker=h[DLQ_HEADER_WORKER],
+            headers_mended=h.get(DLQ_HEADER_HEADERS_MENDED),
+            value_null=h.get(DLQ_HEADER_VALUE_NULL) == "true",
+            value_truncated=h.get(DLQ_HEADER_VALUE_TRUNCATED) == "true",
+            key_truncated=h.get(DLQ_HEADER_KEY_TRUNCATED) == "true",
+            headers_dropped=int(h[DLQ_HEADER_HEADERS_DROPPED]) if DLQ_HEADER_HEADERS_DROPPED in h else None,
         )
 
 

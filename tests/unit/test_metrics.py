@@ -260,10 +260,33 @@ def test_readiness_needs_model_broker_and_assignment() -> None:
     assert not ready and details == {
         "ready": False,
         "model_loaded": True,
+        "inference_ok": True,
         "broker_reachable": False,
         "assigned_partitions": 2,
         "waiting_for_assignment": False,
+        "topics_missing": [],
     }
+    h.set_broker_reachable(True)
+    h.set_inference_ok(False)  # the model's session is failing and being rebuilt
+    ready, details = h.readiness()
+    assert not ready and details["inference_ok"] is False
+    h.set_inference_ok(True)
+    assert h.readiness()[0] is True
+    h.set_topics_missing(["in.dlq"])  # an input topic is held until its output topics exist
+    ready, details = h.readiness()
+    assert not ready and details["topics_missing"] == ["in.dlq"]
+    h.set_topics_missing([])
+    assert h.readiness()[0] is True
+
+
+def test_a_dead_stage_thread_fails_liveness_for_good() -> None:
+    h = HealthState()
+    h.beat()
+    h.set_stage_failed("sentiment-infer")
+    alive, details = h.liveness()
+    assert not alive and details["failed_stage"] == "sentiment-infer"
+    h.beat()
+    assert not h.liveness()[0], "the loop still beats, but a stage is gone"
 
 
 def test_stuck_after_must_be_positive() -> None:

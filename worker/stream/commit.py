@@ -6,6 +6,12 @@
   consumer rejoins; the source's rebalance listener polls the function :meth:`Committer.drain_then_commit` returns;
 - at shutdown: ``commit_sync`` of everything acknowledged.
 
+An async commit counts only once the broker acknowledged it. kafka-python reports its answer on the poll loop's
+thread, at a later ``poll()`` or commit: a commit sent just before a rebalance or a stop is typically still
+unanswered when the revoke or final commit runs, and it may then fail (the group is rebalancing). So those two
+commit everything whose commit was not acknowledged, in flight or not (``OffsetTracker.uncommitted``); committing
+an offset twice is harmless, leaving it uncommitted makes the next owner redo the records.
+
 A shutdown has one :class:`~worker.stream.timing.Deadline`, shared by its steps (drain, stopping the
 stages, flushing, the final commit, and a revoke that the consumer's close triggers).
 """
@@ -68,16 +74,20 @@ class Committer:
         offsets = self.tracker.committable()
         if not offsets:
             return
-        self.tracker.mark_committed(offsets)
+        commit_id = self.tracker.commit_sent(offsets)
 
         def done(_offsets: Any, response: Any) -> None:
             if isinstance(response, BaseException):
-                self.tracker.mark_committed({tp: -1 for tp in offsets})  # retried at the next interval
+                self.tracker.commit_failed(commit_id)  # committable again: retried at the next interval
                 self._failed(response)
             else:
-                self._succeeded(offsets)
+                self._succeeded(self.tracker.commit_acknowledged(commit_id))
 
-        target.commit_async(offsets, callback=done)
+        try:
+            target.commit_async(offsets, callback=done)
+        except BaseException:
+            self.tracker.commit_failed(commit_id)  # never sent: not in flight
+            raise
         log.debug("commit", offsets={f"{t}:{p}": o for (t, p), o in offsets.items()})
 
     def _failed(self, error: BaseException) -> None:
@@ -87,12 +97,14 @@ class Committer:
             self._last_failure_log = now
             log.warning("commit_failed", error=repr(error), failures=self._failures)
 
-    def _succeeded(self, offsets: dict[TP, int]) -> None:
+    def _succeeded(self, moved: dict[TP, int]) -> None:
+        """A commit was acknowledged; ``moved``: the offsets it advanced (a late answer may advance nothing)."""
         if self._failures:
             log.info("commit_recovered", failures=self._failures)
             self._failures = 0
             self._last_failure_log = 0.0
-        self.metrics.record_commit(offsets)
+        if moved:
+            self.metrics.record_commit(moved)
 
     # ---- on revoke ---------------------------------------------------------------------------------
     def drain_then_commit(
@@ -104,7 +116,8 @@ class Committer:
         give_up: Callable[[], bool],
     ) -> Callable[[], dict[TP, int] | None]:
         """A function to call until it returns the offsets of ``partitions`` to commit: None while records of
-        theirs are in flight (``drain`` runs at each call), the deadline isn't reached and ``give_up()`` is false."""
+        theirs are in flight (``drain`` runs at each call), the deadline isn't reached and ``give_up()`` is false.
+        The offsets: all not acknowledged as committed, including those a periodic commit still has in flight."""
         keys = [(tp[0], tp[1]) for tp in partitions]
         started = self._clock()
 
@@ -116,19 +129,21 @@ class Committer:
             if pending:
                 log.warning("revoke_drain_incomplete", pending=pending)
             log.info("revoke_drained", seconds=round(self._clock() - started, 3))
-            return self.tracker.committable(keys)
+            return self.tracker.uncommitted(keys)
 
         return done
 
     def committed_on_revoke(self, offsets: dict[TP, int]) -> None:
         """The rebalance listener committed ``offsets`` of revoked partitions."""
+        self.tracker.mark_committed(offsets)
         if offsets:
             self.metrics.record_commit(offsets)
 
     # ---- final -------------------------------------------------------------------------------------
     def commit_final(self, target: CommitTarget, timeout_s: float) -> tuple[dict[TP, int], bool]:
-        """``commit_sync`` of everything acknowledged; the offsets, and whether the commit succeeded."""
-        offsets = self.tracker.committable()
+        """``commit_sync`` of everything acknowledged and not yet committed (periodic commits in flight included);
+        the offsets, and whether the commit succeeded."""
+        offsets = self.tracker.uncommitted()
         try:
             target.commit_sync(offsets, timeout_s=timeout_s)
         except Exception as exc:

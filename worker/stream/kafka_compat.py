@@ -14,6 +14,12 @@ Everything here has no public kafka-python equivalent (checked against 3.0.12):
 * :func:`abort_pending_batches` — ``KafkaProducer.close()`` flushes first and raises at the flush while
   records are pending, leaving the producer (and its IO thread) running; the pending batches have to be
   failed before ``close(timeout=0)`` can close it.
+* :func:`escape_undecodable_header_keys` — kafka-python decodes record header names as strict UTF-8 while it
+  parses a fetch: a record whose header name isn't UTF-8 (any client may produce one; the Java consumer reads it
+  with replacement characters) raises there, and kafka-python 3.0.12 then raises ``CorruptRecordError`` from
+  ``poll()`` and spins forever in the next ``poll()`` (the partition's parsed records stay stuck), so no record of
+  the fetch, on any partition, comes out again. Installed, such a name is read with ``\\xNN`` escapes instead
+  and the record's headers list says how many names were escaped (:func:`escaped_header_keys`).
 
 A kafka-python outside the supported range fails loudly at import (:class:`KafkaCompatError`), and so does one
 whose classes lack what is used here. Attributes that only exist on instances are checked on the objects
@@ -34,6 +40,7 @@ from kafka.coordinator.consumer import ConsumerCoordinator
 from kafka.net.selector import NetworkSelector
 from kafka.producer.record_accumulator import RecordAccumulator
 from kafka.producer.transaction_manager import TransactionManager
+from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 SUPPORTED_VERSIONS = "3.0.x"
@@ -74,6 +81,7 @@ def check_classes() -> None:
         (NetworkSelector, "sleep", False),
         (TransactionManager, "has_fatal_error", False),
         (RecordAccumulator, "abort_batches", False),
+        (DefaultRecordBatch, "_read_msg", False),
     ]
     for cls, name, coroutine in methods:
         method = getattr(cls, name, None)
@@ -85,6 +93,7 @@ def check_classes() -> None:
         (BaseCoordinator, "_net"),
         (KafkaProducer, "_transaction_manager"),
         (KafkaProducer, "_accumulator"),
+        (DefaultRecordBatch, "_buffer"),
     ]
     for cls, name in assigned:
         if name not in cls.__init__.__code__.co_names:
@@ -164,6 +173,95 @@ def producer_failed(producer: Any) -> bool:
 def abort_pending_batches(producer: Any, error: BaseException) -> None:
     """Fail every unacknowledged batch with ``error`` (their futures' errbacks run), so ``close(timeout=0)`` closes."""
     _method(_attr(producer, "_accumulator"), "abort_batches")(error)
+
+
+# -- consumer: header names that aren't UTF-8 ---------------------------------------------------------------
+class EscapedHeaders(list):  # type: ignore[type-arg]
+    """A consumed record's headers, some of whose names were not UTF-8 (read with ``\\xNN`` escapes)."""
+
+    escaped_keys: int = 0
+
+
+def escaped_header_keys(headers: Any) -> int:
+    """How many header names of a consumed record were not UTF-8 and were escaped (0 for ordinary headers)."""
+    return getattr(headers, "escaped_keys", 0)  # duck-typed: a plain list (or None) has none
+
+
+class _EscapingSlice(bytearray):
+    counter: list[int]
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        try:
+            return bytearray.decode(self, encoding, errors)
+        except UnicodeDecodeError:
+            self.counter[0] += 1
+            return bytearray.decode(self, encoding, "backslashreplace")
+
+
+class _EscapingBuffer(bytearray):
+    """A copy of a record batch's buffer whose slices decode with ``backslashreplace`` (counting the escapes)."""
+
+    counter: list[int]
+
+    def __getitem__(self, index: Any) -> Any:
+        item = bytearray.__getitem__(self, index)
+        if isinstance(index, slice):
+            piece = _EscapingSlice(item)
+            piece.counter = self.counter
+            return piece
+        return item
+
+
+# kafka-python's own method, also when this module is loaded a second time (e.g. a copy in a test)
+_READ_MSG = getattr(DefaultRecordBatch._read_msg, "__wrapped__", DefaultRecordBatch._read_msg)
+
+
+def _read_msg_escaping(self: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return _READ_MSG(self, *args, **kwargs)
+    except UnicodeDecodeError:  # only header names are decoded: read this record again, escaping them
+        pass
+    buffer = _attr(self, "_buffer")
+    escaping = _EscapingBuffer(buffer)  # the record's position (self._pos) is unchanged by the failed read
+    escaping.counter = [0]
+    self._buffer = escaping
+    try:
+        record = _READ_MSG(self, *args, **kwargs)
+    finally:
+        self._buffer = buffer
+    headers = EscapedHeaders(record.headers)
+    headers.escaped_keys = escaping.counter[0]
+    return type(record)(
+        record.size_in_bytes, record.offset, record.timestamp, record.timestamp_type, record.key, record.value, headers
+    )
+
+
+_read_msg_escaping.__wrapped__ = _READ_MSG  # type: ignore[attr-defined]
+
+
+def _undecodable_key_batch() -> bytes:
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 16,
+    )
+    builder.append(0, timestamp=1, key=None, value=b"v", headers=[("\x01\x02\x03", b"h"), ("ok", None)])
+    return bytes(builder.build()).replace(b"\x01\x02\x03", b"\xff\xfe\xfd")
+
+
+def escape_undecodable_header_keys() -> None:
+    """Install the escaping read of header names (idempotent); checks at once that it works on this kafka-python."""
+    current = DefaultRecordBatch._read_msg
+    if current is not _READ_MSG and getattr(current, "__wrapped__", None) is not _READ_MSG:
+        raise _fail("DefaultRecordBatch._read_msg was replaced by something else")
+    DefaultRecordBatch._read_msg = _read_msg_escaping
+    (record,) = DefaultRecordBatch(_undecodable_key_batch())
+    if record.headers != [("\\xff\\xfe\\xfd", b"h"), ("ok", None)] or escaped_header_keys(record.headers) != 1:
+        raise _fail(f"escaping undecodable header names does not work (read {record.headers!r})")
 
 
 check_version(kafka.__version__)

@@ -4,6 +4,14 @@ Every polled offset is tracked per partition, in poll order. An offset is *done*
 (or its dead-letter record) is acknowledged by the broker. The committable offset of a partition is the
 first offset that is not done (or last tracked + 1 when all are done): a commit never passes a record that
 is still in flight, whatever order the acknowledgements arrive in.
+
+Commits are tracked too. An asynchronous commit is *in flight* from :meth:`OffsetTracker.commit_sent` until its
+answer; only a success (:meth:`OffsetTracker.commit_acknowledged`, or :meth:`OffsetTracker.mark_committed` after a
+synchronous commit) moves a partition's *committed* offset, and it never moves back. :meth:`committable` (for the
+periodic commit) leaves out what is committed or in flight; :meth:`uncommitted` (for the revoke and final commits)
+leaves out only what the broker acknowledged, so a commit that is in flight, or failed and not yet reported, is
+covered again. The answer of an old commit (of an earlier ownership of the partition, or overtaken by a newer
+one) changes nothing it should not.
 """
 
 from __future__ import annotations
@@ -28,13 +36,15 @@ class _PartitionState:
     pending: deque[int] = field(default_factory=deque)  # tracked, not yet contiguous-done, in order
     done: set[int] = field(default_factory=set)  # done but behind an unfinished offset
     next_commit: int | None = None  # offset to commit (next record to read)
-    committed: int | None = None  # last offset handed to commit
+    committed: int | None = None  # highest offset whose commit the broker acknowledged
+    in_flight: dict[int, int] = field(default_factory=dict)  # async commit id -> offset, not answered yet
 
 
 class OffsetTracker:
     def __init__(self) -> None:
         self._parts: dict[TP, _PartitionState] = {}
         self._cond = threading.Condition()
+        self._commit_ids = itertools.count(1)
 
     # -- ownership (rebalance) --------------------------------------------------------------------
     def assign(self, tps: Iterable[TP]) -> None:
@@ -103,22 +113,68 @@ class OffsetTracker:
 
     # -- commit ------------------------------------------------------------------------------------
     def committable(self, tps: Iterable[TP] | None = None) -> dict[TP, int]:
-        """Offsets that advanced since the last :meth:`mark_committed`."""
+        """Offsets to commit periodically: advanced past what is committed and not already in flight."""
         with self._cond:
-            keys = self._parts if tps is None else [_key(tp) for tp in tps]
-            result = {}
-            for key in keys:
-                state = self._parts.get(key)
-                if state is not None and state.next_commit is not None and state.next_commit != state.committed:
-                    result[key] = state.next_commit
-            return result
+            return {
+                key: state.next_commit
+                for key, state in self._states(tps)
+                if state.next_commit != state.committed and state.next_commit not in state.in_flight.values()
+            }
 
-    def mark_committed(self, offsets: dict[TP, int]) -> None:
+    def uncommitted(self, tps: Iterable[TP] | None = None) -> dict[TP, int]:
+        """Offsets to commit on revoke and at shutdown: advanced past what the broker acknowledged, in flight or
+        not (an async commit's answer may never be seen in time: it may fail or arrive after the revoke)."""
+        with self._cond:
+            return {key: state.next_commit for key, state in self._states(tps) if state.next_commit != state.committed}
+
+    def commit_sent(self, offsets: dict[TP, int]) -> int:
+        """An async commit of ``offsets`` was sent; the id to report its answer with."""
+        commit_id = next(self._commit_ids)
         with self._cond:
             for tp, offset in offsets.items():
                 state = self._parts.get(_key(tp))
                 if state is not None:
-                    state.committed = offset
+                    state.in_flight[commit_id] = offset
+        return commit_id
+
+    def commit_acknowledged(self, commit_id: int) -> dict[TP, int]:
+        """The broker acknowledged async commit ``commit_id``; the offsets that moved a partition's committed
+        offset (none for a partition revoked meanwhile, or already committed further)."""
+        with self._cond:
+            return self._advance(
+                {
+                    key: state.in_flight.pop(commit_id)
+                    for key, state in self._parts.items()
+                    if commit_id in state.in_flight
+                }
+            )
+
+    def commit_failed(self, commit_id: int) -> None:
+        """Async commit ``commit_id`` failed: what it carried is committable again (nothing else changes)."""
+        with self._cond:
+            for state in self._parts.values():
+                state.in_flight.pop(commit_id, None)
+
+    def mark_committed(self, offsets: dict[TP, int]) -> dict[TP, int]:
+        """The broker acknowledged a (synchronous) commit of ``offsets``; the offsets that moved anything."""
+        with self._cond:
+            return self._advance({_key(tp): offset for tp, offset in offsets.items() if _key(tp) in self._parts})
+
+    def _advance(self, offsets: dict[TP, int]) -> dict[TP, int]:
+        moved = {}
+        for key, offset in offsets.items():
+            state = self._parts[key]
+            if state.committed is None or offset > state.committed:
+                state.committed = moved[key] = offset
+        return moved
+
+    def _states(self, tps: Iterable[TP] | None) -> list[tuple[TP, _PartitionState]]:
+        keys = list(self._parts) if tps is None else [_key(tp) for tp in tps]
+        return [
+            (key, state)
+            for key in keys
+            if (state := self._parts.get(key)) is not None and state.next_commit is not None
+        ]
 
     def rewind(self) -> dict[TP, int]:
         """Forget all unfinished work; return, per partition that had some, the offset to read again from.

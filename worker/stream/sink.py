@@ -13,6 +13,18 @@ can provide (a deadlock until ``max_block_ms``, retried forever). It is handed t
 If the producer itself is in a fatal state (e.g. the idempotent producer lost its producer id when the
 cluster lost its state and could not get a new epoch), no record is to blame: nothing is dead-lettered,
 ``on_fatal`` is called and :meth:`producer_failed` says so, so the worker can start over with a new producer.
+
+A failed write is one of three things (:meth:`Sink._not_the_records_fault`, ``mend.is_record_error``):
+
+* this record can't be written as it is (too large, refused as invalid by the producer or the broker): the output
+  is dead-lettered (``produce_failed``); a dead letter is written cut down (value and key to 64 KiB, original
+  headers dropped; the ``x-dlq-*`` headers say so). What kafka-python's producer refuses outright (null header
+  values, header names that aren't UTF-8, a record with neither key nor value) is mended before the first try
+  (``mend.py``). A record is never a reason to stop;
+* the cluster refuses the worker (not authorised, a topic that can't exist such as an invalid name made by a
+  template, a dead-letter topic that won't take even the cut-down dead letter): :class:`ClusterRefusedError`
+  goes to ``on_fatal`` (one message; the worker exits 1 without committing the record; no restart helps);
+* the producer can't go on (above), or any other failure of a dead letter: ``on_fatal``.
 """
 
 from __future__ import annotations
@@ -29,26 +41,42 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import (
     InvalidProducerEpochError,
+    InvalidTopicError,
     KafkaError,
     KafkaTimeoutError,
-    MessageSizeTooLargeError,
     OutOfOrderSequenceNumberError,
     UnknownProducerIdError,
 )
 
 from worker.observability import get_logger
-from worker.records import DeadLetter, ErrorType
+from worker.records import (
+    DLQ_HEADER_HEADERS_DROPPED,
+    DLQ_HEADER_KEY_TRUNCATED,
+    DLQ_HEADER_VALUE_TRUNCATED,
+    DeadLetter,
+    ErrorType,
+)
 from worker.settings import Settings
 from worker.stream import kafka_compat
+from worker.stream.budget import AckBudget, BudgetedProducer
+from worker.stream.cluster import new_client
 from worker.stream.encode import OutRecord
+from worker.stream.mend import (
+    CLUSTER_REFUSALS,
+    ClusterRefusedError,
+    is_record_error,
+    producible_headers,
+    refusal_hint,
+    topic_name_problem,
+)
 from worker.stream.types import SourceRecord, headers_size
 
 log = get_logger(__name__)
 
 DLQ_MAX_FALLBACK_BYTES = 65_536
-HEADER_DLQ_TRUNCATED = "x-dlq-value-truncated"
-HEADER_DLQ_KEY_TRUNCATED = "x-dlq-key-truncated"
-HEADER_DLQ_HEADERS_DROPPED = "x-dlq-headers-dropped"
+HEADER_DLQ_TRUNCATED = DLQ_HEADER_VALUE_TRUNCATED
+HEADER_DLQ_KEY_TRUNCATED = DLQ_HEADER_KEY_TRUNCATED
+HEADER_DLQ_HEADERS_DROPPED = DLQ_HEADER_HEADERS_DROPPED
 
 DoneCallback = Callable[[SourceRecord, OutRecord | None], None]
 # The idempotent producer lost its sequence state (e.g. the cluster lost its data): the record is not to blame,
@@ -65,9 +93,10 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "compression_type": None if settings.compression_type == "none" else settings.compression_type,
         "linger_ms": settings.linger_ms,
         "max_request_size": settings.producer_max_request_size,
+        "batch_size": min(16_384, settings.producer_max_request_size),  # kafka-python's default, never above a request
         "reconnect_backoff_max_ms": settings.reconnect_backoff_max_ms,
-        # Bounded blocking on metadata while the cluster is unreachable; the sink retries and logs.
-        "max_block_ms": 10_000,
+        # Bounded blocking on metadata (a missing topic, an unreachable cluster); the sink retries and logs.
+        "max_block_ms": settings.producer_max_block_ms,
     }
 
 
@@ -96,6 +125,8 @@ class Sink:
         self.stopping = stopping or threading.Event()
         self._last_outage_log = 0.0
         self._failed: BaseException | None = None
+        self._refused: ClusterRefusedError | None = None
+        self._topic_problems: dict[str, str | None] = {}
         self._closing = False
         self._errors: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._errors_thread = threading.Thread(target=self._run_errors, name="sentiment-sink-errors", daemon=True)
@@ -103,48 +134,73 @@ class Sink:
 
     @classmethod
     def create(cls, settings: Settings, **kwargs: Any) -> Sink:
-        producer = KafkaProducer(**producer_config(settings))
+        producer = BudgetedProducer(
+            new_client(KafkaProducer, producer_config(settings)), AckBudget.from_settings(settings)
+        )
         try:
             kafka_compat.check_producer(producer)  # now, not when a delivery fails
-        except kafka_compat.KafkaCompatError:
+            return cls(producer, dlq_topic=settings.dlq_topic, worker=worker_id(settings), **kwargs)
+        except BaseException:
             producer.close(timeout=0)
             raise
-        return cls(producer, dlq_topic=settings.dlq_topic, worker=worker_id(settings), **kwargs)
 
     # -- output --------------------------------------------------------------------------------------
     def send_output(self, out: OutRecord) -> None:
         record = out.item.record
         try:
             future = self._send(out.topic, out.key, out.value, out.headers, out.partition)
-        except (MessageSizeTooLargeError, KafkaError, ValueError, TypeError) as exc:
-            self._output_failed(record, exc, "output record rejected by producer")
+        except (KafkaError, ValueError, TypeError) as exc:
+            self._output_failed(record, out.topic, exc, "output record rejected by producer")
             return
         if future is None:  # stopping before it could be sent: stays uncommitted
             return
         future.add_callback(lambda _meta: self.on_done(record, out))
         future.add_errback(
-            lambda exc: self._defer(lambda: self._output_failed(record, exc, "output record not delivered"))
+            lambda exc: self._defer(lambda: self._output_failed(record, out.topic, exc, "output record not delivered"))
         )
 
-    def _output_failed(self, record: SourceRecord, exc: BaseException, what: str) -> None:
-        if not self._not_the_records_fault(exc):
+    def _output_failed(self, record: SourceRecord, topic: str, exc: BaseException, what: str) -> None:
+        if not self._not_the_records_fault(exc, topic):
             self.dead_letter(record, ErrorType.PRODUCE_FAILED, f"{what}: {exc!r}")
 
-    def _not_the_records_fault(self, exc: BaseException) -> bool:
+    def _not_the_records_fault(self, exc: BaseException, topic: str) -> bool:
         """A failed delivery that no record is to blame for, handled here: True.
 
-        At close the record is given up (it stays unacknowledged, so uncommitted); a producer that can't go on
-        is reported through ``on_fatal`` (the worker restarts its pipeline).
+        At close the record is given up (it stays unacknowledged, so uncommitted); a cluster that refuses the
+        worker stops it (``on_fatal`` with a :class:`ClusterRefusedError`); a producer that can't go on is reported
+        through ``on_fatal`` (the worker restarts its pipeline).
         """
         if self._closing:
+            return True
+        if isinstance(exc, (*CLUSTER_REFUSALS, ClusterRefusedError)):
+            self._cluster_refused(topic, exc)
             return True
         if isinstance(exc, PRODUCER_STATE_ERRORS) or self.producer_failed():
             self._producer_fatal(exc)
             return True
         return False
 
+    def _cluster_refused(self, topic: str, exc: BaseException, what: str = "") -> None:
+        """Stop the worker with one message (the runner logs it): not committed past this record, no restart."""
+        if isinstance(exc, ClusterRefusedError):
+            refusal = exc
+        else:
+            detail = str(exc) if type(exc).__name__ in str(exc) else f"{type(exc).__name__}: {exc}"
+            refusal = ClusterRefusedError(
+                f"the cluster refuses the worker's records for topic {topic!r}{what}: {detail}; {refusal_hint(exc)}"
+            )
+        if self._refused is None:
+            self._refused = refusal
+        self.on_fatal(refusal)
+
     def producer_failed(self) -> bool:
-        """True when the producer is in a fatal state or lost its sequence state: it can't go on."""
+        """True when the producer is in a fatal state or lost its sequence state: it can't go on.
+
+        False once the cluster refused the worker (e.g. not authorised for its producer id): a new producer
+        would be refused alike, so the worker stops instead of restarting.
+        """
+        if self._refused is not None:
+            return False
         return self._failed is not None or kafka_compat.producer_failed(self.producer)
 
     def _producer_fatal(self, exc: BaseException) -> None:
@@ -155,6 +211,8 @@ class Sink:
 
     # -- dead letters --------------------------------------------------------------------------------
     def dead_letter(self, record: SourceRecord, error_type: ErrorType, message: str) -> None:
+        original, mended = producible_headers(record.headers, "x-dlq-")
+        value_null = record.key is None and record.value is None  # kafka-python sends a record with one of them
         envelope = DeadLetter(
             error_type=error_type,
             error_message=message,
@@ -164,8 +222,9 @@ class Sink:
             source_timestamp=record.timestamp,
             failed_at=datetime.now(UTC),
             worker=self.worker,
+            headers_mended=mended,
+            value_null=value_null,
         )
-        original = [(k, v) for k, v in (record.headers or ()) if not k.startswith("x-dlq-")]
         headers = [*original, *envelope.headers()]
         topic = self.dlq_topic.format(topic=record.topic)
         log.warning(
@@ -177,7 +236,8 @@ class Sink:
             offset=record.offset,
             dlq_topic=topic,
         )
-        self._send_dead_letter(topic, record, record.key, headers, error_type, record.value, truncated=False)
+        value = b"" if value_null else record.value
+        self._send_dead_letter(topic, record, record.key, headers, error_type, value, cut_down=False)
 
     def _send_dead_letter(
         self,
@@ -188,49 +248,21 @@ class Sink:
         error_type: ErrorType,
         value: bytes | None,
         *,
-        truncated: bool,
+        cut_down: bool,
     ) -> None:
-        def too_large(exc: BaseException) -> None:
-            if truncated:
-                self.on_fatal(exc)
-                return
-            # Too large for the producer or the broker: keep the envelope and at most DLQ_MAX_FALLBACK_BYTES each of
-            # the value, the key and the original headers, so a huge record can't stop the worker.
-            log.warning("dead_letter_truncated", topic=record.topic, partition=record.partition, offset=record.offset)
-            envelope = [(k, v) for k, v in headers if k.startswith("x-dlq-")]
-            original = [(k, v) for k, v in headers if not k.startswith("x-dlq-")]
-            marks = [(HEADER_DLQ_TRUNCATED, b"true")]
-            short_key = key
-            if key is not None and len(key) > DLQ_MAX_FALLBACK_BYTES:
-                short_key = key[:DLQ_MAX_FALLBACK_BYTES]
-                marks.append((HEADER_DLQ_KEY_TRUNCATED, b"true"))
-            if headers_size(original) > DLQ_MAX_FALLBACK_BYTES:
-                marks.append((HEADER_DLQ_HEADERS_DROPPED, str(len(original)).encode()))
-                original = []
-            self._send_dead_letter(
-                topic,
-                record,
-                short_key,
-                [*original, *envelope, *marks],
-                error_type,
-                (value or b"")[:DLQ_MAX_FALLBACK_BYTES],
-                truncated=True,
-            )
-
         def failed(exc: BaseException) -> None:
-            if self._not_the_records_fault(exc):
+            if self._not_the_records_fault(exc, topic):
                 return
-            if isinstance(exc, MessageSizeTooLargeError) or "TooLarge" in type(exc).__name__:
-                too_large(exc)
-            else:
+            if not is_record_error(exc):
                 log.error("dead_letter_failed", error=repr(exc), topic=record.topic, offset=record.offset)
                 self.on_fatal(exc)
+            elif not cut_down:
+                self._cut_down(topic, record, key, headers, error_type, value, exc)
+            else:  # even the cut-down dead letter: the dead-letter topic won't take this record in any form
+                self._cluster_refused(topic, exc, " (a dead letter cut down to 64 KiB was refused too)")
 
         try:
             future = self._send(topic, key, value, headers, None)
-        except MessageSizeTooLargeError as exc:
-            too_large(exc)
-            return
         except (KafkaError, ValueError, TypeError) as exc:
             failed(exc)
             return
@@ -238,6 +270,42 @@ class Sink:
             return
         future.add_callback(lambda _meta: (self.on_dead_letter(error_type.value), self.on_done(record, None)))
         future.add_errback(lambda exc: self._defer(lambda: failed(exc)))
+
+    def _cut_down(
+        self,
+        topic: str,
+        record: SourceRecord,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        error_type: ErrorType,
+        value: bytes | None,
+        exc: BaseException,
+    ) -> None:
+        """The dead letter can't be written as it is (too large, or refused as invalid): write the envelope with at
+        most DLQ_MAX_FALLBACK_BYTES each of the value and the key, and the original headers only when the record
+        was merely too large and they are small; ``x-dlq-*`` headers say what was cut. A record never stops the
+        worker."""
+        too_large = "TooLarge" in type(exc).__name__  # MessageSizeTooLarge, RecordListTooLarge, RecordTooLarge
+        log.warning(
+            "dead_letter_cut_down",
+            error=repr(exc)[:300],
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        envelope = [(k, v) for k, v in headers if k.startswith("x-dlq-")]
+        original = [(k, v) for k, v in headers if not k.startswith("x-dlq-")]
+        marks: list[tuple[str, bytes]] = []
+        if value is not None and len(value) > DLQ_MAX_FALLBACK_BYTES:
+            value = value[:DLQ_MAX_FALLBACK_BYTES]
+            marks.append((HEADER_DLQ_TRUNCATED, b"true"))
+        if key is not None and len(key) > DLQ_MAX_FALLBACK_BYTES:
+            key = key[:DLQ_MAX_FALLBACK_BYTES]
+            marks.append((HEADER_DLQ_KEY_TRUNCATED, b"true"))
+        if original and (not too_large or headers_size(original) > DLQ_MAX_FALLBACK_BYTES):
+            marks.append((HEADER_DLQ_HEADERS_DROPPED, str(len(original)).encode()))
+            original = []
+        self._send_dead_letter(topic, record, key, [*original, *envelope, *marks], error_type, value, cut_down=True)
 
     # -- failed deliveries, off the producer's IO thread ----------------------------------------------
     def _defer(self, work: Callable[[], None]) -> None:
@@ -263,7 +331,16 @@ class Sink:
         headers: list[tuple[str, bytes]],
         partition: int | None,
     ) -> Any:
-        """producer.send, retrying while the cluster is unreachable (metadata timeouts) until stopping."""
+        """producer.send, retrying while the cluster is unreachable (metadata timeouts) until stopping.
+
+        A topic name that can't exist raises :class:`InvalidTopicError` (kafka-python would raise a ValueError that
+        looks like any record's).
+        """
+        if topic not in self._topic_problems:
+            self._topic_problems[topic] = topic_name_problem(topic)
+        problem = self._topic_problems[topic]
+        if problem is not None:
+            raise InvalidTopicError(f"not a valid topic name: {problem}")
         backoff = 0.5
         while True:
             try:

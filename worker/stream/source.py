@@ -19,6 +19,7 @@ from kafka.structs import OffsetAndMetadata
 from worker.observability import get_logger
 from worker.settings import Settings
 from worker.stream import kafka_compat
+from worker.stream.cluster import new_client
 from worker.stream.types import SourceRecord
 
 log = get_logger(__name__)
@@ -95,20 +96,22 @@ class _Listener(AsyncConsumerRebalanceListener):
 class Source:
     def __init__(self, settings: Settings, handler: RebalanceHandler, consumer: Any | None = None) -> None:
         self.settings = settings
-        self.consumer = consumer or KafkaConsumer(**consumer_config(settings))
+        kafka_compat.escape_undecodable_header_keys()  # a header name that isn't UTF-8 must not break poll()
+        self._paused = False
+        self._held: set[str] = set()  # topics kept paused whatever backpressure does (see hold())
+        self._lock = threading.Lock()
+        self.consumer = consumer or new_client(KafkaConsumer, consumer_config(settings))
         try:
             kafka_compat.check_consumer(self.consumer)  # now, not at the first rebalance
-        except kafka_compat.KafkaCompatError:
-            if consumer is None:
+            listener = _Listener(self, handler)
+            if settings.input_pattern:
+                self.consumer.subscribe(pattern=settings.input_pattern, listener=listener)
+            else:
+                self.consumer.subscribe(topics=list(settings.input_topics), listener=listener)
+        except BaseException:
+            if consumer is None:  # a failed start leaves no client behind
                 self.consumer.close(autocommit=False, timeout_ms=0)
             raise
-        listener = _Listener(self, handler)
-        if settings.input_pattern:
-            self.consumer.subscribe(pattern=settings.input_pattern, listener=listener)
-        else:
-            self.consumer.subscribe(topics=list(settings.input_topics), listener=listener)
-        self._paused = False
-        self._lock = threading.Lock()
 
     def poll(self, timeout_s: float) -> list[SourceRecord]:
         """Records in partition order (each partition's records in offset order)."""
@@ -135,10 +138,24 @@ class Source:
         return len(parts)
 
     def resume_all(self) -> None:
-        parts = list(self.consumer.paused())
-        if parts:
-            self.consumer.resume(*parts)
-        self._paused = False
+        """Resume what backpressure paused (held topics stay paused)."""
+        with self._lock:
+            parts = [tp for tp in self.consumer.paused() if tp.topic not in self._held]
+            if parts:
+                self.consumer.resume(*parts)
+            self._paused = False
+
+    def hold(self, topics: set[str]) -> None:
+        """Keep the partitions of ``topics`` paused whatever backpressure does (their output topics are not known to
+        exist); resume those of topics no longer held unless backpressure paused everything."""
+        with self._lock:
+            self._held = set(topics)
+            pause = [tp for tp in self.consumer.assignment() if tp.topic in self._held]
+            resume = [] if self._paused else [tp for tp in self.consumer.paused() if tp.topic not in self._held]
+            if pause:
+                self.consumer.pause(*pause)
+            if resume:
+                self.consumer.resume(*resume)
 
     def ensure_paused_state(self) -> None:
         """After a rebalance, newly assigned partitions start unpaused: re-apply the pause."""

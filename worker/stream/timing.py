@@ -1,9 +1,19 @@
-"""Time policies: a deadline that several steps share, and the pause before a pipeline restart."""
+"""Time policies: a deadline that several steps share, the pause before a pipeline restart, the bounds of a stop."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+from worker.settings import Settings
+
+# After the drain (bounded by shutdown_timeout_s): the final commit (at least this long even when the drain used
+# the whole budget) and closing the producer get at most CLOSE_STEP_S each. Leaving the group gets up to the session
+# timeout, between CLOSE_STEP_S and LEAVE_GROUP_MAX_S: a LeaveGroup queued behind a JoinGroup the broker is holding
+# has to wait for it, and past the session timeout the broker drops the member anyway.
+CLOSE_STEP_S = 2.0
+LEAVE_GROUP_MAX_S = 10.0
+FINAL_COMMIT_MAX_S = 10.0
 
 
 class Deadline:
@@ -33,3 +43,12 @@ class RestartBackoff:
         self._pause = 1.0 if now - self._last > 120.0 else min(30.0, max(1.0, 2 * self._pause))
         self._last = now
         return self._pause
+
+
+def leave_group_timeout_s(settings: Settings) -> float:
+    return min(LEAVE_GROUP_MAX_S, max(CLOSE_STEP_S, settings.session_timeout_ms / 1000.0))
+
+
+def close_bound_s(settings: Settings) -> float:
+    """Most seconds a stop takes after the drain deadline: final commit, leaving the group, closing the producer."""
+    return CLOSE_STEP_S + leave_group_timeout_s(settings) + CLOSE_STEP_S

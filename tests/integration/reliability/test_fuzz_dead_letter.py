@@ -6,7 +6,11 @@ or dead-lettered with one specific reason. Cases: invalid UTF-8 (incl. UTF-8-enc
 infinity, integers with too many digits), JSON that is not an object, a missing / null / empty / blank /
 non-string text field, JSON-escaped lone surrogates, 10 MB texts, JSON nested 50,000 deep, huge keys and huge
 headers, null and empty values; valid ones with control characters, emoji, deep-but-fine nesting, long texts
-(truncated), big keys/headers under the limit.
+(truncated), big keys/headers under the limit. And records kafka-python's producer refuses, written by a second
+client (``tests/support/second_client.py``): null header values, empty and duplicate header names, header names
+that are not UTF-8, hundreds of headers, empty keys, neither key nor value, key-only records with null headers, a
+BOM before the JSON; their output or dead letter must carry the headers as written back (null values empty, names
+escaped) and the ``*-headers-mended`` header that says so.
 
 Also: a record that makes the real ONNX Runtime session fail (a model wrapper maps a marker text to a token id
 outside the vocabulary; the Gather node then raises): its batch is split until the record is isolated, it is
@@ -26,8 +30,9 @@ import pytest
 
 from tests.integration.stream.harness import WorkerThread, worker_settings
 from tests.support.kafka_utils import consume_all, create_topic, produce_values
+from tests.support.second_client import as_written, expected_mended, produce_any, produce_raw_header_names
 from worker.model.runtime import SentimentModel
-from worker.records import DeadLetter, ErrorType
+from worker.records import HEADER_HEADERS_MENDED, DeadLetter, ErrorType
 
 from .helpers import OutputReader, WorkerProcess, group_ids, wait_for, worker_env
 
@@ -36,6 +41,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SEED = 5005
 N_INVALID = 10_500
 N_VALID = 3_500
+N_SECOND_CLIENT = 1_500  # records only another client can produce, on top (a third of them valid)
 MAX_MESSAGE_BYTES = 1_048_576  # the default
 MB = 1024 * 1024
 BIG_FETCH = {"max_partition_fetch_bytes": 32 * MB, "fetch_max_bytes": 64 * MB}
@@ -48,8 +54,9 @@ class Case:
     value: bytes | None
     expected: ErrorType | None  # None: enriched
     key: bytes | None = None
-    headers: list[tuple[str, bytes]] | None = None
+    headers: list[tuple[str | bytes, bytes | None]] | None = None
     id: int | None = None
+    client: str = "kafka-python"  # or "any" (confluent-kafka), "raw" (header names as raw bytes)
 
 
 def _text(rng: random.Random, n: int = 0) -> str:
@@ -68,7 +75,7 @@ def _nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-def hostile_inputs(seed: int, n_invalid: int, n_valid: int) -> list[Case]:
+def hostile_inputs(seed: int, n_invalid: int, n_valid: int, n_second: int = 0) -> list[Case]:
     """Seeded, shuffled cases; every valid case has a unique ``id``; the heavy cases are few."""
     rng = random.Random(seed)
     cases: list[Case] = []
@@ -137,8 +144,77 @@ def hostile_inputs(seed: int, n_invalid: int, n_valid: int) -> list[Case]:
     while len(cases) < n_invalid + n_valid:
         kind, make = rng.choice(good_makers)
         good(kind, make(), key=rng.choice([None, f"key-{rng.randrange(50)}".encode()]))
+    cases.extend(second_client_cases(rng, n_second, ids))
     rng.shuffle(cases)
     return cases
+
+
+def second_client_cases(rng: random.Random, n: int, ids) -> list[Case]:
+    """Records kafka-python's producer refuses; a third valid (enriched), the rest dead-lettered."""
+    E = ErrorType
+
+    def odd_headers() -> list[tuple[str | bytes, bytes | None]]:
+        pool: list[tuple[str | bytes, bytes | None]] = [("", b"e"), ("dup", b"1"), ("dup", None), ("n", None)]
+        return [*rng.sample(pool, rng.randint(1, len(pool))), ("trace", rng.randbytes(8))]
+
+    def raw_names() -> list[tuple[str | bytes, bytes | None]]:
+        return [(rng.choice([b"\xff", b"caf\xe9", b"\xc3", b"ok-\xfe\xff"]), b"v"), ("ok", b"1")]
+
+    def many() -> list[tuple[str | bytes, bytes | None]]:
+        return [(f"h{i}", None if rng.random() < 0.05 else b"x") for i in range(rng.randint(100, 500))]
+
+    cases: list[Case] = []
+    for _ in range(3):  # heavy: 1.5 MB of headers, some null
+        cases.append(
+            Case(
+                "null_headers_1.5mb",
+                _dumps(_obj(-1, "x")),
+                E.TOO_LARGE,
+                b"k",
+                [("h", b"H" * 100_000), ("n", None)] * 15,
+                client="any",
+            )
+        )
+    invalid = [
+        ("null_key_null_value", lambda: (None, None, [], E.EMPTY_VALUE, "any")),
+        ("null_key_null_value_odd_headers", lambda: (None, None, odd_headers(), E.EMPTY_VALUE, "any")),
+        ("key_only_odd_headers", lambda: (rng.choice([b"", b"k"]), None, odd_headers(), E.EMPTY_VALUE, "any")),
+        (
+            "bom_odd_headers",
+            lambda: (b"", b"\xef\xbb\xbf" + _dumps(_obj(0, "x")), odd_headers(), E.INVALID_JSON, "any"),
+        ),
+        ("raw_name_bad_utf8", lambda: (None, b"\xff" + rng.randbytes(4), raw_names(), E.INVALID_UTF8, "raw")),
+        ("many_headers_missing_text", lambda: (b"k", _dumps({"body": "x"}), many(), E.MISSING_TEXT, "any")),
+    ]
+    valid = [
+        ("odd_headers", lambda: (rng.choice([None, b"", b"k"]), odd_headers(), "any")),
+        ("raw_header_names", lambda: (rng.choice([None, b"", b"k"]), raw_names(), "raw")),
+        ("hundreds_of_headers", lambda: (b"k", many(), "any")),
+    ]
+    while len(cases) < n:
+        if rng.random() < 1 / 3:
+            kind, make_valid = rng.choice(valid)
+            key, headers, client = make_valid()
+            i = next(ids)
+            cases.append(Case(kind, _dumps(_obj(i, _text(rng))), None, key, headers, i, client))
+        else:
+            kind, make = rng.choice(invalid)
+            key, value, headers, reason, client = make()
+            cases.append(Case(kind, value, reason, key, headers, None, client))
+    return cases
+
+
+def _produce(bootstrap: str, topic: str, items) -> list[tuple[int, int]]:
+    metas = produce_values(bootstrap, topic, items, producer_config={"max_request_size": 32 * MB})
+    return [(m.partition, m.offset) for m in metas]
+
+
+def _headers_as_expected(case: Case, headers, prefix: str) -> bool:
+    """The input's headers as written back, and the mended header saying what was changed (second client only)."""
+    mended = dict(headers).get(HEADER_HEADERS_MENDED if prefix == "x-sentiment-" else "x-dlq-headers-mended")
+    expected = expected_mended(case.headers)
+    kept = [(k, v) for k, v in headers if not k.startswith(prefix)]
+    return kept == as_written(case.headers) and mended == (None if expected is None else expected.encode())
 
 
 def _sources(records) -> list[tuple[int, int]]:
@@ -150,7 +226,7 @@ def test_fuzzed_hostile_input_is_dead_lettered_with_its_reason_and_valid_input_e
     broker, topic_name, tiny_onnx_dir, tmp_path
 ) -> None:
     started = time.monotonic()
-    cases = hostile_inputs(SEED, N_INVALID, N_VALID)
+    cases = hostile_inputs(SEED, N_INVALID, N_VALID, N_SECOND_CLIENT)
     bootstrap = broker.bootstrap
     out_topic, dlq_topic = f"{topic_name}.sentiment", f"{topic_name}.dlq"
     for topic in (topic_name, out_topic, dlq_topic):
@@ -169,13 +245,15 @@ def test_fuzzed_hostile_input_is_dead_lettered_with_its_reason_and_valid_input_e
         placed: dict[tuple[int, int], Case] = {}
         for start in range(0, len(cases), 500):
             chunk = cases[start : start + 500]
-            metas = produce_values(
-                bootstrap,
-                topic_name,
-                [(c.key, c.value, c.headers, None) for c in chunk],
-                producer_config={"max_request_size": 32 * MB},
-            )
-            placed.update({(m.partition, m.offset): c for m, c in zip(metas, chunk, strict=True)})
+            for client, produce in (
+                ("kafka-python", _produce),
+                ("any", produce_any),
+                ("raw", produce_raw_header_names),
+            ):
+                part = [c for c in chunk if c.client == client]
+                if part:
+                    where = produce(bootstrap, topic_name, [(c.key, c.value, c.headers, None) for c in part])
+                    placed.update(dict(zip(where, part, strict=True)))
             assert worker.alive(), worker.log_text()[-3000:]
         wait_for(lambda: len(outputs) >= n_valid and len(dlq) >= len(cases) - n_valid, 300, 1.0, "all outcomes")
         time.sleep(1.0)  # anything extra (a duplicate) would show up now
@@ -200,6 +278,8 @@ def test_fuzzed_hostile_input_is_dead_lettered_with_its_reason_and_valid_input_e
             wrong.append(f"{case.kind}: enriched, expected {case.expected.value}")
         elif json.loads(rec.value)["id"] != case.id or rec.key != case.key:
             wrong.append(f"{case.kind}: output does not match its input")
+        elif case.client != "kafka-python" and not _headers_as_expected(case, rec.headers, "x-sentiment-"):
+            wrong.append(f"{case.kind}: output headers are not the input's as written back")
     reasons: Counter[str] = Counter()
     for rec in dead:
         envelope = DeadLetter.from_headers(rec.headers)
@@ -211,11 +291,20 @@ def test_fuzzed_hostile_input_is_dead_lettered_with_its_reason_and_valid_input_e
             wrong.append(f"{case.kind}: dead-lettered as {envelope.error_type.value}, expected {case.expected}")
         elif not envelope.error_message:
             wrong.append(f"{case.kind}: no error message")
+        elif case.client != "kafka-python" and not (
+            _headers_as_expected(case, rec.headers, "x-dlq-")
+            and rec.key == case.key
+            and rec.value == (b"" if envelope.value_null else case.value)
+            and envelope.value_null == (case.key is None and case.value is None)
+        ):
+            wrong.append(f"{case.kind}: dead letter differs from its input as written back")
     missing = [placed[src].kind for src in placed if src not in seen]
     twice = [placed[src].kind for src, n in seen.items() if n > 1]
     kinds = Counter(c.kind for c in cases)
+    second_client = sum(1 for c in cases if c.client != "kafka-python")
     print(
         f"\nfuzz summary: inputs={len(cases)} invalid={len(cases) - n_valid} valid={n_valid} kinds={len(kinds)} "
+        f"second_client={second_client} "
         f"enriched={len(enriched)} dead_lettered={len(dead)} reasons={dict(reasons)} wrong={len(wrong)} "
         f"missing={len(missing)} duplicated={len(twice)} worker_alive={alive} rc={rc} "
         f"rss_baseline_mib={baseline_rss:.0f} peak_rss_mib={peak_rss:.0f} wall_s={elapsed:.0f}"

@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.kafka_utils import SAFER_GROUP_CONFIG, committed_offsets, consume_all, produce_values
 from worker.broker import free_port
-from worker.stream.runner import CLOSE_STEP_S, LEAVE_GROUP_MAX_S
+from worker.stream.timing import CLOSE_STEP_S, LEAVE_GROUP_MAX_S
 
 from .helpers import (
     OutputReader,

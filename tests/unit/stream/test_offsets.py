@@ -49,6 +49,27 @@ def test_mark_committed_only_reports_advances() -> None:
     assert t.committable() == {TP: 2}
 
 
+def test_an_async_commit_counts_only_once_acknowledged() -> None:
+    t = tracker()
+    t.track(TP, [0, 1, 2])
+    t.ack(TP, 0)
+    first = t.commit_sent(t.committable())
+    assert t.committable() == {}, "in flight: not sent again periodically"
+    assert t.uncommitted() == {TP: 1}, "in flight is not committed: revoke and final commits cover it"
+    t.commit_failed(first)
+    assert t.committable() == {TP: 1}
+    second = t.commit_sent(t.committable())
+    t.ack(TP, 1)
+    third = t.commit_sent(t.committable())  # offset 2, while offset 1 is still in flight
+    assert t.commit_acknowledged(third) == {TP: 2}
+    assert t.commit_acknowledged(second) == {}, "an older answer moves nothing back"
+    t.commit_failed(first)  # a stale failure
+    assert t.committable() == {} and t.uncommitted() == {}
+    assert t.mark_committed({TP: 2}) == {} and t.mark_committed({TP: 1}) == {}
+    t.ack(TP, 2)
+    assert t.uncommitted() == {TP: 3} and t.mark_committed({TP: 3}) == {TP: 3}
+
+
 def test_partitions_are_independent_and_unowned_ignored() -> None:
     a, b = ("in", 0), ("in", 1)
     t = tracker(a, b)

@@ -1,0 +1,177 @@
+"""Memory: the budget of records awaiting the broker's acks, and the bound of what the worker holds.
+
+kafka-python 3 has no ``buffer_memory``: its producer queues whatever it is given. So the worker bounds what awaits
+the broker's acknowledgement itself (``producer_buffer_bytes``). :class:`BudgetedProducer` charges every record
+it sends (:meth:`AckBudget.cost`: ``RECORD_COPIES`` × its size + a per-record overhead, which covers the record in
+the producer's batch, the output and source records the delivery callbacks keep, its decoded text and token ids and
+the Python objects around them) until its future is answered. Outputs wait for room before they are sent
+(:func:`when_room`): the encode queue fills, then the inference queue, and the consumer's partitions are paused
+(:func:`acks_full` pauses them too, for dead letters, which are charged but never wait: they are sent from the poll
+loop). So, above an idle worker, the worker holds at most :func:`memory_bound` bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from worker.observability import get_logger
+from worker.settings import Settings
+from worker.stream.types import headers_size
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+RECORD_COPIES = 4  # output in the producer's batch + output value + source value + its decoded text
+RECORD_OVERHEAD_BYTES = 4_096  # Python objects of one record on its way (record, item, payload, future, callbacks)
+TOKEN_BYTES = 40  # one token id in a Python list
+OUTPUT_EXTRA_BYTES = 1_024  # what an output adds to its input: sentiment, sentiment_meta, x-sentiment-* headers
+FULL_LOG_INTERVAL_S = 10.0
+
+
+class AckBudget:
+    """Bytes charged for records awaiting acks; ``limit`` None = unbounded (counted only)."""
+
+    def __init__(self, limit: int | None, per_record: int = RECORD_OVERHEAD_BYTES) -> None:
+        self.limit = limit
+        self.per_record = per_record
+        self.used = 0
+        self.peak = 0
+        self.waits = 0  # times an output had to wait for room
+        self._cond = threading.Condition()
+        self._last_log = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AckBudget:
+        return cls(settings.producer_buffer_bytes, RECORD_OVERHEAD_BYTES + TOKEN_BYTES * settings.max_length)
+
+    def cost(self, value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None) -> int:
+        return RECORD_COPIES * (len(value or b"") + len(key or b"") + headers_size(headers)) + self.per_record
+
+    def charge(self, cost: int) -> None:
+        with self._cond:
+            self.used += cost
+            self.peak = max(self.peak, self.used)
+
+    def release(self, cost: int) -> None:
+        with self._cond:
+            self.used -= cost
+            self._cond.notify_all()
+
+    def full(self) -> bool:
+        return self.limit is not None and self.used >= self.limit
+
+    def wait_for_room(self, cost: int, cancelled: Callable[[], bool]) -> bool:
+        """Block until ``cost`` fits (a record always fits when nothing awaits acks); False if ``cancelled()``."""
+        with self._cond:
+            if self.limit is None or not self.used or self.used + cost <= self.limit:
+                return True
+            self.waits += 1
+            now = time.monotonic()
+            if now - self._last_log >= FULL_LOG_INTERVAL_S:
+                self._last_log = now
+                log.info("awaiting_acks_full", bytes=self.used, limit=self.limit, note="outputs wait for acks")
+            while self.used and self.used + cost > self.limit:
+                if cancelled():
+                    return False
+                self._cond.wait(0.1)
+            return True
+
+
+class BudgetedProducer:
+    """A KafkaProducer whose sends are charged to ``budget`` until their futures are answered."""
+
+    def __init__(self, producer: Any, budget: AckBudget) -> None:
+        self.producer = producer
+        self.budget = budget
+
+    def send(self, topic: str, value: Any = None, key: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        cost = self.budget.cost(value, key, headers)
+        self.budget.charge(cost)
+        try:
+            future = self.producer.send(topic, value=value, key=key, headers=headers, **kwargs)
+        except BaseException:
+            self.budget.release(cost)
+            raise
+        future.add_both(lambda _result: self.budget.release(cost))
+        return future
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.producer, name)
+
+
+def _budget(sink: Any) -> AckBudget | None:
+    budget = getattr(getattr(sink, "producer", None), "budget", None)
+    return budget if isinstance(budget, AckBudget) else None
+
+
+def when_room(sink: Any, send: Callable[[T], None]) -> Callable[[T], None]:
+    """``send`` (an output: ``value``, ``key``, ``headers``), once the sink's budget has room for it; not at all
+    if the sink's ``stopping`` event is set meanwhile (a forced stop or a restart: the record stays uncommitted)."""
+    budget = _budget(sink)
+    if budget is None:
+        return send
+
+    def send_when_room(out: Any) -> None:
+        if budget.wait_for_room(budget.cost(out.value, out.key, out.headers), sink.stopping.is_set):
+            send(out)
+
+    return send_when_room
+
+
+def acks_full(sink: Any) -> bool:
+    """True while the sink's budget is spent (the poll loop pauses the consumer)."""
+    budget = _budget(sink)
+    return budget is not None and budget.full()
+
+
+# ---- the bound -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemoryBound:
+    """Bytes the worker may hold above an idle worker, by place (see README "Bounded memory")."""
+
+    per_record: int  # one record on its way, charged like a record awaiting acks
+    records_in_stages: int  # the poll, the open batch, the queues, the model, the sink
+    in_stages: int
+    awaiting_acks: int  # producer_buffer_bytes + what may be charged beyond it
+    fetched: int  # fetched by the consumer, not yet polled
+
+    @property
+    def total(self) -> int:
+        return self.in_stages + self.awaiting_acks + self.fetched
+
+
+def max_partition_fetch_bytes(settings: Settings) -> int:
+    """What the consumer fetches per partition at most (``source.consumer_config``; a test keeps them equal)."""
+    return max(settings.max_message_bytes * 2, 1_048_576)
+
+
+def memory_bound(settings: Settings, *, input_bytes: int | None = None, partitions: int | None = None) -> MemoryBound:
+    """The most the worker holds above idle, for input records of at most ``input_bytes`` (value + key + headers;
+    default ``max_message_bytes``, the worst case) and ``partitions`` assigned partitions (default: unknown).
+
+    per_record   = RECORD_COPIES × (input_bytes + OUTPUT_EXTRA_BYTES) + RECORD_OVERHEAD_BYTES + TOKEN_BYTES × max_length
+    in stages    = ((2 × queue_max_batches + 4) × max_batch_size + max_poll_records) × per_record
+    awaiting acks = producer_buffer_bytes + (max_poll_records + max_batch_size + 1) × per_record
+                   (dead letters of one poll and of one batch are charged without waiting; one record is sent alone
+                   when it is larger than the budget)
+    fetched      = min(fetch_max_bytes, partitions × max_partition_fetch_bytes)
+    """
+    s = settings
+    size = s.max_message_bytes if input_bytes is None else input_bytes
+    per_record = RECORD_COPIES * (size + OUTPUT_EXTRA_BYTES) + RECORD_OVERHEAD_BYTES + TOKEN_BYTES * s.max_length
+    records = (2 * s.queue_max_batches + 4) * s.max_batch_size + s.max_poll_records
+    fetched = s.fetch_max_bytes
+    if partitions is not None:
+        fetched = min(fetched, partitions * max_partition_fetch_bytes(s))
+    return MemoryBound(
+        per_record=per_record,
+        records_in_stages=records,
+        in_stages=records * per_record,
+        awaiting_acks=s.producer_buffer_bytes + (s.max_poll_records + s.max_batch_size + 1) * per_record,
+        fetched=fetched,
+    )
