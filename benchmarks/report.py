@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.http_bench import markdown as http_markdown
 from benchmarks.plots import make_plots
 from worker.observability import get_logger
 
@@ -441,6 +442,7 @@ _BODIES: tuple[tuple[str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("## Model-only grid", _grid),
     ("## End-to-end", _end_to_end),
     ("## Baselines", _baselines),
+    ("## HTTP API", lambda results: http_markdown(results.get("end_to_end") or {})),
     ("## GPU", _gpu),
     ("## Method and noise", _method),
     ("## Plots", _plots),

@@ -18,7 +18,7 @@ from worker.settings import Settings
 
 log = get_logger(__name__)
 
-MODES = ("model", "e2e", "all")
+MODES = ("model", "e2e", "http", "all")
 FULL_GRID_SIZES = {"tweet": 64, "mixed": 64, "review": 32}  # sequences per dataset (≥ the largest batch, 32)
 QUICK_GRID_SIZE = 32
 DATA_GRID_SIZE = 128
@@ -65,6 +65,8 @@ class BenchConfig:
     seed: int = 0
     progress: bool = True
     what_if_fetch_wait_ms: int | None = 10  # extra 50%-load run with this worker fetch_max_wait_ms (None: skip)
+    http_seconds: float = 0.0  # per HTTP concurrency level (benchmarks/http_bench.py)
+    http_clients: list[int] = field(default_factory=lambda: [1, 16, 64])
 
     def resolve_defaults(self) -> None:
         """Fill the empty fields with the quick or the full defaults."""
@@ -91,6 +93,8 @@ class BenchConfig:
             self.saturation_seconds = 3.0 if quick else 10.0
         if not self.naive_seconds:
             self.naive_seconds = 3.0 if quick else 15.0
+        if not self.http_seconds:
+            self.http_seconds = 1.0 if quick else 6.0
         if not self.models or not self.e2e_models:
             from worker.model.starter_cache import cached_starter_dir
 
@@ -216,7 +220,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
             results["sgemm_after"] = machine.sgemm_ceiling(threads=2, repeats=5 if config.quick else 7)
 
     # ---- end to end + baselines ----------------------------------------------------------------------------------
-    if config.mode in ("e2e", "all"):
+    if config.mode in ("e2e", "http", "all"):
         with _section("end_to_end", timings):
             results["end_to_end"] = _run_e2e(config, models, results["notes"])
 
@@ -235,7 +239,7 @@ def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str
     from benchmarks.end_to_end import E2EConfig
     from worker.broker import EmbeddedBroker
 
-    out: dict[str, Any] = {"runs": {}, "model_only": {}, "torch_eager": {}}
+    out: dict[str, Any] = {"runs": {}, "model_only": {}, "torch_eager": {}, "http": {}}
     broker: EmbeddedBroker | None = None
     bootstrap = config.bootstrap_servers
     if not bootstrap:
@@ -295,6 +299,10 @@ def _e2e_model(config: BenchConfig, model: BenchModel, e2e_config: Any, out: dic
     texts, source, n_sat, ceilings = _pipeline_ceilings(config, model, precisions)
     out["texts_source"] = source
     out["model_only"][model.key] = ceilings
+    if config.mode == "http":  # the worker's saturation rate (for the 50% stream), then the HTTP benchmark
+        _ours(config, model, precisions[:1], texts, n_sat, ceilings, e2e_config, out["runs"], notes, loads=False)
+        _http(config, model, precisions[0], texts, e2e_config, out, notes)
+        return
     # (b) PyTorch eager batched on (the first half of) the same messages
     if config.baselines:
         eager_texts = texts[: max(32, n_sat // 2)]
@@ -310,6 +318,7 @@ def _e2e_model(config: BenchConfig, model: BenchModel, e2e_config: Any, out: dic
             repeats=2,
         )
     _ours(config, model, precisions, texts, n_sat, ceilings, e2e_config, out["runs"], notes)
+    _http(config, model, precisions[0], texts, e2e_config, out, notes)
     # (a) the naive consumer on the same messages
     if config.baselines:
         spec = RunSpec(
@@ -368,6 +377,7 @@ def _ours(
     e2e_config: Any,
     runs: dict[str, Any],
     notes: list[str],
+    loads: bool = True,
 ) -> None:
     """Our worker through Kafka: the other precisions' saturation runs first, right before the first precision's
     saturation (the INT8/fp32 ratio compares runs seconds apart), then its fixed loads, then the what-if run."""
@@ -382,13 +392,13 @@ def _ours(
             model_dir=model.exports[p],
             texts=texts,
             saturation_messages=n_sat,
-            loads=config.loads if i == 0 else [],  # fixed loads for the first precision only
+            loads=config.loads if i == 0 and loads else [],  # fixed loads for the first precision only
             load_seconds=config.load_seconds,
             saturation_estimate=ceilings[p]["msgs_per_s"],
         )
         runs[spec.name] = _safe_run(spec, e2e_config, config, notes)
         sat = runs[spec.name]["phases"].get("saturation", {}).get("msgs_per_s")
-        if i == 0 and config.what_if_fetch_wait_ms and sat and 0.5 in config.loads:
+        if i == 0 and loads and config.what_if_fetch_wait_ms and sat and 0.5 in config.loads:
             # what-if: the same worker with a short fetch wait (fetch_max_wait_ms), 50% load
             what_if = RunSpec(
                 name=f"ours-{model.key}-{p}-fetchwait{config.what_if_fetch_wait_ms}ms",
@@ -404,6 +414,53 @@ def _ours(
                 worker_settings={"fetch_max_wait_ms": config.what_if_fetch_wait_ms},
             )
             runs[what_if.name] = _safe_run(what_if, e2e_config, config, notes)
+
+
+def _http(
+    config: BenchConfig,
+    model: BenchModel,
+    precision: str,
+    texts: list[str],
+    e2e_config: Any,
+    out: dict[str, Any],
+    notes: list[str],
+) -> None:
+    """The HTTP API (benchmarks/http_bench.py): alone and while the worker streams at 50% of its saturation rate
+    (measured by the ``ours`` saturation run just before)."""
+    from benchmarks.http_bench import HttpSpec
+    from benchmarks.http_bench import run as run_http
+
+    sat = out["runs"].get(f"ours-{model.key}-{precision}", {}).get("phases", {}).get("saturation", {}).get("msgs_per_s")
+    if not sat:
+        notes.append(f"http {model.key}: no saturation rate measured, the 'with stream' levels are skipped")
+    spec = HttpSpec(
+        model_key=model.key,
+        precision=precision,
+        model_dir=model.exports[precision],
+        texts=texts[:2048],
+        seconds=config.http_seconds,
+        concurrency=tuple(config.http_clients),
+        stream_rate=0.5 * sat if sat else None,
+        bootstrap=list(e2e_config.bootstrap),
+        partitions=config.partitions,
+        settings={
+            "device": config.device,
+            "threads": config.threads,
+            "max_batch_size": config.max_batch_size,
+            "max_wait_ms": config.max_wait_ms,
+            "inference_batch_size": config.inference_batch_size,
+            "max_length": config.max_length,
+            "session_timeout_ms": e2e_config.session_timeout_ms,
+            "heartbeat_interval_ms": e2e_config.heartbeat_interval_ms,
+        },
+    )
+    _mark(f"http:{model.key}")
+    try:
+        out["http"][model.key] = run_http(spec, config.output / "http-logs")
+    except Exception as exc:
+        log.exception("bench.http_failed", model=model.key)
+        notes.append(f"http benchmark of {model.key} failed: {type(exc).__name__}: {exc}")
+        out["http"][model.key] = {"error": str(exc)}
 
 
 def _safe_run(spec: Any, e2e_config: Any, config: BenchConfig, notes: list[str]) -> dict[str, Any]:

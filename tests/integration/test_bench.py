@@ -20,6 +20,7 @@ SECTIONS = (
     "## Model-only grid",
     "## End-to-end",
     "## Baselines",
+    "## HTTP API",
     "## GPU",
     "## Method and noise",
     "## Plots",
@@ -78,6 +79,11 @@ def test_bench_quick_writes_a_report(tmp_path: Path) -> None:
     assert ours["lag_timeline"]
     assert runs["naive-tiny"]["phases"]["saturation"]["received"] > 0
     assert results["end_to_end"]["torch_eager"]["tiny"]["msgs_per_s"] > 0
+    http = results["end_to_end"]["http"]["tiny"]  # HTTP API alone and beside a 50% stream, against model-only
+    for phase in ("alone", "with_stream"):
+        levels = http[phase]["levels"]
+        assert set(levels) == {"1", "16", "64"} and all(level["requests"] > 0 for level in levels.values()), phase
+    assert all(http["ratios"][c]["http_over_model_only"] for c in ("1", "16", "64"))
     summary = results["summary"]["per_model"]["tiny"]
     assert summary["ours_over_naive"] is not None
     assert summary["ours_over_model_only"] is not None

@@ -14,6 +14,7 @@ from worker.settings import SettingsError
 COMMAND_MODULES = (
     "worker.cli.model_cmds",  # export, classify, schemas
     "worker.cli.stream_cmds",  # run, produce, demo
+    "worker.cli.serve_cmds",  # serve
     "worker.cli.broker_cmds",  # broker
     "worker.cli.starter_cmds",  # model build-starter, finetune, eval
     "worker.cli.bench_cmds",  # bench

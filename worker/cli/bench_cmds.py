@@ -25,7 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "PyTorch eager batched, model-only ONNX). --quick is a smoke run (< 3 minutes): its numbers mean nothing.",
     )
     bench.add_argument("--quick", action="store_true", help="Smoke run: tiny sizes (< 3 min). Not for numbers.")
-    bench.add_argument("--mode", choices=("model", "e2e", "all"), default="all", help="What to run (default all).")
+    bench.add_argument(
+        "--mode",
+        choices=("model", "e2e", "http", "all"),
+        default="all",
+        help="What to run (default all; http: the HTTP API alone and beside a 50%% stream, against model-only).",
+    )
     bench.add_argument("--output", type=Path, default=None, help="Report folder (default bench-results/<date>-<time>).")
     bench.add_argument(
         "--data",
@@ -87,6 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=10,
         help="Also run the worker at 50%% load with this fetch_max_wait_ms setting (0 = skip; default 10).",
     )
+    bench.add_argument("--http-seconds", type=float, default=0.0, help="Seconds per HTTP client level (6; quick 1).")
+    bench.add_argument("--http-clients", default="1,16,64", help="Concurrent HTTP clients per level (default 1,16,64).")
     bench.add_argument("--seed", type=int, default=0, help="Seed of the generated texts.")
     bench.add_argument("--no-progress", action="store_true", help="No progress bars.")
     bench.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
@@ -151,6 +158,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         what_if_fetch_wait_ms=args.what_if_fetch_wait_ms or None,
+        http_seconds=args.http_seconds,
+        http_clients=[int(c) for c in _csv(args.http_clients)],
     )
     for name in ("max_batch_size", "max_wait_ms", "inference_batch_size"):
         value = getattr(args, name)
