@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.support.model_fixtures",
+    "tests.support.model_variants",
     "tests.support.kafka_fixtures",
 ]

@@ -8,7 +8,9 @@ the benchmarks and the tests all start a worker through here::
     threading.Thread(target=...).start() # e.g. something that later calls worker.stop()
     rc = worker.run()                    # blocks until stopped; 0 = everything acknowledged was committed
 
-SIGINT/SIGTERM (when run on the main thread) stop it gracefully; a second signal forces the stop.
+SIGINT/SIGTERM (when run on the main thread) stop it gracefully; a second signal forces the stop. SIGHUP reloads the
+model: a changed one is loaded beside the serving one, checked and swapped in without stopping the stream
+(``worker/rollout/``, README "Rolling out a model").
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from worker.observability import get_logger, quiet_client_connection_errors, redact_secrets
 from worker.settings import Settings
 
 if TYPE_CHECKING:
     from worker.model.runtime import SentimentModel
+    from worker.rollout.controller import Rollout
+    from worker.serve.front import Servers
     from worker.stream.encode import OutRecord
     from worker.stream.runner import Runner
 
@@ -36,7 +40,7 @@ def load_model(exported: Path, settings: Settings) -> SentimentModel:
     from worker.model.runtime import SentimentModel  # imports onnxruntime: only when a command needs the model
 
     return SentimentModel.load(
-        exported,
+        Path(exported).resolve(),  # a symlink's target: a reload after the link moved finds this model's files
         device=settings.device,
         device_id=settings.device_id,
         threads=settings.threads,
@@ -67,11 +71,16 @@ class Worker:
         self._lock = threading.Lock()
         self._stop_requested: bool | None = None  # None: not asked; else the requested `force`
         self._started = threading.Event()
+        self.servers: Servers | None = None
+        self.rollout: Rollout | None = None  # SIGHUP, model_watch_s, POST /admin/model (worker/rollout/)
 
     def run(self) -> int:
         """Serve metrics, load the model, run the pipeline until stopped; the exit code (see ``Runner.run``)."""
-        from worker.metrics import HealthState, MetricsServer, WorkerMetrics
+        from worker.metrics import HealthState, WorkerMetrics
         from worker.model.resolve import resolve_model
+        from worker.rollout.controller import Rollout
+        from worker.rollout.shadow import Shadow
+        from worker.serve.front import Servers
         from worker.stream.runner import Runner
 
         settings = self.settings
@@ -80,25 +89,36 @@ class Worker:
         quiet_client_connection_errors(settings.log_level)
         metrics = WorkerMetrics()
         health = HealthState()
-        server = None
-        if settings.metrics_port is not None:
-            server = MetricsServer(settings.metrics_port, metrics, health)
-            server.start()
-            log.info("metrics_listening", port=server.port)
+        # metrics_port, and the HTTP API with http_port (worker/serve/front.py: /predict shares the runner's stage)
+        self.servers = servers = Servers(settings, metrics, health, mode="run", http_port=settings.http_port).start()
+        shadow = rollout = None
+        sighup = _hold_sighup()  # until the rollout exists (SIGHUP's default would end the process)
         try:
             model = load_model(self.model_dir or resolve_model(settings), settings)
-            runner = Runner(settings, model, metrics=metrics, health=health, on_output=self.on_output)
+            shadow = Shadow(settings, metrics.registry, load=load_model).start() if settings.shadow_model else None
+            runner = Runner(settings, model, metrics=metrics, health=health, on_output=self.on_output,
+                            on_scored=shadow.offer if shadow is not None else None)  # fmt: skip
+            target = settings if self.model_dir is None else settings.model_copy(update={"model": str(self.model_dir)})
+            self.rollout = rollout = Rollout(
+                target, runner.slot, load=load_model, wake=runner.inbox.wake, metrics=metrics
+            ).start()
+            servers.attach(model, runner.inbox, rollout)
+            del model  # the slot holds it: a swap releases it
             with self._lock:
                 self.runner = runner
                 if self._stop_requested is not None:
                     runner.stop(force=self._stop_requested)
             self._started.set()
-            with _StopOnSignals(runner):
+            with _StopOnSignals(servers.stopper(runner), reload=rollout.signal):
                 return runner.run()
         finally:
             self._started.set()
-            if server is not None:
-                server.stop()
+            for part in (rollout, shadow):
+                if part is not None:
+                    part.stop()
+            if sighup is not None:
+                signal.signal(signal.SIGHUP, sighup)
+            servers.stop("the worker stopped")
 
     def wait_started(self, timeout: float | None = None) -> Runner | None:
         """Block until the pipeline is built (model loaded) or the run failed before that; the runner if built."""
@@ -119,11 +139,20 @@ def run_worker(settings: Settings, model_dir: Path | None = None) -> int:
     return Worker(settings, model_dir=model_dir).run()
 
 
-class _StopOnSignals:
-    """SIGINT/SIGTERM → graceful stop; a second signal → forced stop. Only on the main thread."""
+def _hold_sighup() -> Any:
+    """On the main thread: SIGHUP is logged and ignored (the model is loading); the handler it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGHUP, lambda *_: log.info("signal_received", signal="SIGHUP", action="ignored"))
 
-    def __init__(self, runner: Runner) -> None:
+
+class _StopOnSignals:
+    """SIGINT/SIGTERM → graceful stop; a second signal → forced stop; SIGHUP → ``reload`` (it only queues the
+    request: ``Rollout.signal``). Only on the main thread."""
+
+    def __init__(self, runner: Runner, reload: Callable[[], None] | None = None) -> None:
         self.runner = runner
+        self.reload = reload
         self.previous: dict[int, signal.Handlers | Callable[[int, FrameType | None], object] | int | None] = {}
 
     def __enter__(self) -> None:
@@ -131,6 +160,13 @@ class _StopOnSignals:
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.previous[sig] = signal.signal(sig, self._handle)
+        if self.reload is not None:
+            self.previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._reload)
+
+    def _reload(self, _signum: int, _frame: FrameType | None) -> None:
+        log.info("signal_received", signal="SIGHUP", action="reload the model")
+        if self.reload is not None:
+            self.reload()
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         forced = self.runner.stopping

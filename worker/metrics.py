@@ -1,9 +1,8 @@
 """Prometheus metrics, health state and the small HTTP server that exposes them.
 
-One :class:`WorkerMetrics` per worker holds every metric in its own registry (tests build many). The
-streaming runner feeds it; :class:`MetricsServer` serves ``/metrics`` (Prometheus text format),
-``/healthz`` (liveness: the main loop is not stuck) and ``/readyz`` (readiness: model loaded, broker
-reachable, partitions assigned or an assignment pending) on ``settings.metrics_port``.
+One :class:`WorkerMetrics` per worker (its own registry: tests build many), fed by the runner; :class:`MetricsServer`
+serves on ``settings.metrics_port`` ``/metrics``, ``/healthz`` (main loop not stuck, no stage thread died) and
+``/readyz`` (model loaded and working, broker reachable, partitions assigned or pending, no output topic missing).
 
 Metric names (all prefixed ``sentiment_``):
 
@@ -291,6 +290,9 @@ class HealthState:
         self._broker_reachable = False
         self._partitions = 0
         self._waiting = False
+        self._inference_ok = True
+        self._failed_stage: str | None = None
+        self._topics_missing: list[str] = []
 
     def beat(self) -> None:
         """The main loop ran an iteration now."""
@@ -312,19 +314,32 @@ class HealthState:
             self._partitions = int(partitions)
             self._waiting = bool(waiting)
 
+    def set_inference_ok(self, ok: bool) -> None:  # False while the model's session fails and is being rebuilt
+        with self._lock:
+            self._inference_ok = bool(ok)
+
+    def set_stage_failed(self, name: str) -> None:  # a stage thread died: not alive any more (exiting 1)
+        with self._lock:
+            self._failed_stage = name
+
+    def set_topics_missing(self, topics: Sequence[str]) -> None:  # output/dead-letter topics: not ready while any
+        with self._lock:
+            self._topics_missing = sorted(topics)
+
     def liveness(self) -> tuple[bool, dict[str, Any]]:
-        """Alive while the last loop iteration is younger than ``stuck_after_s``.
+        """Alive while the last loop iteration is younger than ``stuck_after_s`` and no stage thread died.
 
         Before the first iteration (model loading) the process counts as alive for ``stuck_after_s``.
         """
         now = self._clock()
         with self._lock:
-            last = self._last_beat
+            last, failed_stage = self._last_beat, self._failed_stage
         uptime = now - self._started
         age = None if last is None else now - last
-        alive = (uptime < self.stuck_after_s) if age is None else (age < self.stuck_after_s)
+        alive = failed_stage is None and ((uptime < self.stuck_after_s) if age is None else (age < self.stuck_after_s))
         return alive, {
             "alive": alive,
+            "failed_stage": failed_stage,
             "loop_started": last is not None,
             "last_beat_age_s": None if age is None else round(age, 3),
             "uptime_s": round(uptime, 3),
@@ -332,17 +347,19 @@ class HealthState:
         }
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when the model is loaded, the broker answers and partitions are owned or being assigned."""
+        """Ready when the model is loaded (its session works), the broker answers, partitions are owned/pending."""
         with self._lock:
-            model, broker = self._model_loaded, self._broker_reachable
-            partitions, waiting = self._partitions, self._waiting
-        ready = model and broker and (partitions > 0 or waiting)
+            model, broker, topics_missing = self._model_loaded, self._broker_reachable, list(self._topics_missing)
+            partitions, waiting, inference = self._partitions, self._waiting, self._inference_ok
+        ready = model and inference and broker and (partitions > 0 or waiting) and not topics_missing
         return ready, {
             "ready": ready,
             "model_loaded": model,
+            "inference_ok": inference,
             "broker_reachable": broker,
             "assigned_partitions": partitions,
             "waiting_for_assignment": waiting,
+            "topics_missing": topics_missing,
         }
 
 

@@ -96,6 +96,21 @@ class Settings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a new consumer group starts."
     )
+    missing_topics: Literal["auto", "create", "wait"] = Field(
+        default="auto",
+        description="Output and dead-letter topics that don't exist yet (checked before an input topic's records "
+        "are consumed; until they exist its partitions stay paused and /readyz answers 503): 'auto' asks for them "
+        "as a send does (a cluster that auto-creates topics creates them), 'create' creates them "
+        "(topic_partitions, topic_replication_factor), 'wait' only waits for them.",
+    )
+    topic_partitions: int = Field(
+        default=0, ge=0, description="Partitions of a topic missing_topics=create creates (0 = as the input topic)."
+    )
+    topic_replication_factor: int = Field(
+        default=-1,
+        ge=-1,
+        description="Replication factor of a topic missing_topics=create creates (-1 = the broker's default).",
+    )
 
     # ---- Consumer / producer tuning ---------------------------------------------------------------
     session_timeout_ms: int = Field(default=45_000, gt=0, description="Consumer group session timeout.")
@@ -118,6 +133,19 @@ class Settings(BaseSettings):
     linger_ms: int = Field(default=5, ge=0, description="Producer linger (batching of sends).")
     producer_max_request_size: int = Field(
         default=16_777_216, gt=0, description="Largest produce request (bounds output record size)."
+    )
+    producer_buffer_bytes: int = Field(
+        default=33_554_432,
+        gt=0,
+        description="Memory for records awaiting the broker's acks (kafka-python 3 has no buffer_memory: the worker "
+        "enforces it). Each record sent is charged 4 x its size + a per-record overhead until answered; when full, "
+        "outputs wait and the consumer pauses. At least producer_max_request_size. See README 'Bounded memory'.",
+    )
+    producer_max_block_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="Longest a send blocks waiting for topic metadata (a missing topic, an unreachable cluster); "
+        "the send is then retried, logged (produce_blocked) and ends at a forced stop.",
     )
     reconnect_backoff_max_ms: int = Field(
         default=5_000,
@@ -167,6 +195,41 @@ class Settings(BaseSettings):
         "model-only speed on an otherwise idle machine.",
     )
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Export and data cache.")
+    inference_failures_to_open: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Failures of the model session in a row (a batch fails and so does a known-good probe record) "
+        "before the worker pauses consuming, reports not-ready and rebuilds the session. Only a record that fails "
+        "while the probe runs is dead-lettered (inference_failed).",
+    )
+    inference_rebuild_attempts: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Session rebuilds before giving up: the worker then exits 1 without committing the records "
+        "the model failed on (they stay in Kafka for the next worker).",
+    )
+    inference_rebuild_backoff_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Pause before the first session rebuild; doubles per attempt (at most 60 s).",
+    )
+
+    # ---- Model lifecycle: hot swap on SIGHUP, model_watch_s, POST /admin/model (README "Rolling out a model") ----
+    model_watch_s: float = Field(default=0, ge=0, description="Check `model` (a directory or symlink) every this "
+        "many seconds and swap in a changed export (0 = off; SIGHUP and POST /admin/model work anyway).")  # fmt: skip
+    allow_label_change: bool = Field(default=False, description="Let a swapped-in model have other labels.")
+    canary_file: Path | None = Field(default=None, description="More canary texts for the swap gate: one per line, or "
+        "JSONL with `text` (and `label`: then also scored for canary_min_accuracy).")  # fmt: skip
+    canary_min_agreement: float = Field(default=0.9, ge=0, le=1, description="A candidate must give the serving "
+        "model's label to at least this share of the canary texts (built-in + canary_file; 0 = no check).")  # fmt: skip
+    canary_min_accuracy: float = Field(default=0.8, ge=0, le=1, description="A candidate must label at least this "
+        "share of canary_file's labelled lines right.")  # fmt: skip
+    shadow_model: str | None = Field(default=None, description="Shadow mode: a second model (hub id or dir) also "
+        "scores a sample of the inputs, off the output path; only agreement and latency metrics.")  # fmt: skip
+    shadow_sample_rate: float = Field(default=0.1, gt=0, le=1, description="Share of inputs the shadow model scores.")
 
     # ---- Input ------------------------------------------------------------------------------------
     input_format: Literal["json", "text"] = Field(
@@ -201,6 +264,18 @@ class Settings(BaseSettings):
         "to commit, leave the group and close).",
     )
 
+    # ---- HTTP API (`serve`, or `run` with http_port; the [http] extra) ----------------------------------------
+    http_port: int | None = Field(default=None, ge=0, le=65535, description="Port of the HTTP API (POST /predict, "
+        "GET /info, /health; /metrics, /healthz, /readyz too); `run`: unset = off; `serve`: unset = 8080.")  # fmt: skip
+    http_host: str = Field(default="0.0.0.0", description="Address the HTTP API listens on.")
+    http_api_key: SecretStr | None = Field(default=None, description="Require `Authorization: Bearer <key>` on "
+        "/predict and /info (secret, never logged); /health, /healthz, /readyz, /metrics stay open.")  # fmt: skip
+    http_max_inputs: int = Field(default=64, gt=0, le=4096, description="Most texts in one /predict request (413).")
+    http_max_queued: int = Field(default=256, gt=0, description="Most HTTP texts waiting for the model; more: 429 "
+        "with Retry-After. Counted until answered, so memory stays bounded whatever clients do.")  # fmt: skip
+    http_max_body_bytes: int = Field(default=1_048_576, gt=0, description="Larger /predict bodies: 413, unread.")
+    http_timeout_s: float = Field(default=30.0, gt=0, description="Per /predict request: no answer by then: 503.")
+
     # ---- validators -------------------------------------------------------------------------------
     @field_validator("bootstrap_servers", "input_topics", mode="before")
     @classmethod
@@ -230,6 +305,13 @@ class Settings(BaseSettings):
         _check_template(value, {"topic"})
         return value
 
+    @field_validator("topic_replication_factor")
+    @classmethod
+    def _replication(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (the broker's default) or at least 1")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.input_topics and self.input_pattern:
@@ -240,6 +322,8 @@ class Settings(BaseSettings):
             raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username and sasl_password")
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be lower than session_timeout_ms")
+        if self.producer_buffer_bytes < self.producer_max_request_size:
+            raise ValueError("producer_buffer_bytes must be at least producer_max_request_size (a request must fit)")
         if self.precision == "fp16" and self.device == "cpu":
             raise ValueError("precision fp16 runs only on CUDA; use device cuda (or auto) or precision fp32/int8")
         return self

@@ -14,6 +14,7 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -55,6 +56,7 @@ class InferenceResult:
     probs: np.ndarray  # (n, num_labels) float32, rows in input order
     real_tokens: int  # tokens of the inputs (incl. special tokens)
     padded_tokens: int  # positions fed to the model, padding included
+    logits: np.ndarray | None = None  # (n, num_labels) float32 raw scores, rows in input order (HTTP raw_scores)
 
 
 class ProviderUnavailableError(RuntimeError):
@@ -128,7 +130,13 @@ class SentimentModel:
         self.provider = session.get_providers()[0]
         self.labels = labels
         self.max_length = max_length
+        # the tokenizer as configured (vocab, normaliser, truncation): ids of another one are tokenised again after a
+        # hot swap (worker/stream/swap.py)
+        self.vocab = hashlib.sha256(tokenizer.to_str().encode()).hexdigest()[:16]
         self._pad_id = pad_id
+        # what reload() creates its session with (load() sets the requested ones)
+        device = "cuda" if self.provider == CUDA else "cpu"
+        self._session_args: dict[str, Any] = {"device": device, "device_id": 0, "threads": 0, "spinning": False}
         self._input_names = {i.name for i in session.get_inputs()}
         self._output_name = session.get_outputs()[0].name
         self._meta = {
@@ -212,6 +220,7 @@ class SentimentModel:
             max_length=max_length,
             pad_id=pad_id,
         )
+        model._session_args = {"device": device, "device_id": device_id, "threads": threads, "spinning": spinning}
         if warmup:
             model.predict(["warm up", "a slightly longer warm up sentence for the session"])
         log.info(
@@ -228,6 +237,38 @@ class SentimentModel:
             seconds=round(time.perf_counter() - started, 3),
         )
         return model
+
+    def reload(self) -> None:
+        """Replace the ONNX Runtime session with a new one (same file, checked against the manifest again, same
+        device and options), e.g. after the old one started failing on every batch (a GPU fault); then warm it up.
+
+        Not thread-safe with :meth:`infer_ids`: call it from the thread that runs the model. Raises, and keeps the
+        old session, if the new one can't be created or run.
+        """
+        started = time.perf_counter()
+        onnx_file = self.path / str(self.manifest.get("onnx_file", ONNX_NAME))
+        digest = sha256_file(onnx_file)
+        if digest != self.sha256:
+            raise ModelIntegrityError(f"{onnx_file} sha256 {digest} no longer matches the manifest ({self.sha256})")
+        args = self._session_args
+        session = _create_session(
+            onnx_file,
+            device=args["device"],
+            device_id=args["device_id"],
+            threads=args["threads"],
+            spinning=args["spinning"],
+        )
+        old, self._session = self._session, session
+        try:
+            self.predict(["warm up", "a slightly longer warm up sentence for the session"])
+        except Exception:
+            self._session = old
+            raise
+        provider = session.get_providers()[0]
+        if provider != self.provider:
+            log.warning("model_provider_changed", previous=self.provider, provider=provider)
+            self.provider = self._meta["provider"] = provider
+        log.info("model_reloaded", provider=provider, seconds=round(time.perf_counter() - started, 3))
 
     # ---- tokenise / infer -------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
@@ -250,27 +291,28 @@ class SentimentModel:
         lengths = np.fromiter((len(seq) for seq in ids), dtype=np.int64, count=n)
         real = int(lengths.sum())
         if chunk_size is None or chunk_size >= n:
-            probs = self._run(ids, lengths, np.arange(n))
-            return InferenceResult(probs, real, n * max(1, int(lengths.max())))
+            logits = np.asarray(self._run(ids, lengths, np.arange(n)), dtype=np.float32)
+            return InferenceResult(softmax(logits), real, n * max(1, int(lengths.max())), logits)
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         order = np.argsort(lengths, kind="stable")
-        probs = np.empty((n, num_labels), dtype=np.float32)
+        logits = np.empty((n, num_labels), dtype=np.float32)
         padded = 0
         for start in range(0, n, chunk_size):
             idx = order[start : start + chunk_size]
-            probs[idx] = self._run(ids, lengths, idx)
+            logits[idx] = self._run(ids, lengths, idx)
             padded += len(idx) * max(1, int(lengths[idx].max()))
-        return InferenceResult(probs, real, padded)
+        return InferenceResult(softmax(logits), real, padded, logits)
 
     def _run(self, ids: Sequence[Sequence[int]], lengths: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Logits of the sequences ``idx`` of ``ids``, padded to their longest."""
         rows = len(idx)
         width = max(1, int(lengths[idx].max()))
         input_ids = np.full((rows, width), self._pad_id, dtype=np.int64)
         for row, i in enumerate(idx.tolist()):
             input_ids[row, : lengths[i]] = ids[i]
         attention_mask = (np.arange(width)[None, :] < lengths[idx][:, None]).astype(np.int64)
-        return softmax(self.batch_logits(input_ids, attention_mask))
+        return self.batch_logits(input_ids, attention_mask)
 
     def batch_logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Raw logits of one padded batch (int64 ``[rows, width]`` ids and mask), rows as given.

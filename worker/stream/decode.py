@@ -17,7 +17,8 @@ from worker.records import ErrorType
 from worker.settings import Settings
 from worker.stream.types import Item, Rejected, SourceRecord, record_size
 
-Tokenize = Callable[[Sequence[str]], tuple[list[list[int]], list[bool]]]
+# (ids, truncated) or (ids, truncated, vocab): ``vocab`` names the tokenizer (``swap.ModelSlot.tokenize``)
+Tokenize = Callable[[Sequence[str]], tuple[Any, ...]]
 
 
 def _reject_constant(name: str) -> float:
@@ -72,7 +73,7 @@ class Decoder:
             (items if isinstance(result, Item) else rejected).append(result)  # type: ignore[arg-type]
         if items:
             try:
-                ids, truncated = self.tokenize([item.text for item in items])
+                ids, truncated, *vocab = self.tokenize([item.text for item in items])
             except Exception:
                 # A batch tokenizer failure: isolate the bad text(s) one by one.
                 return self._tokenize_each(items, rejected)
@@ -83,6 +84,7 @@ class Decoder:
                     continue
                 item.ids = item_ids
                 item.truncated = item.truncated or was_truncated
+                item.vocab = vocab[0] if vocab else ""
                 kept.append(item)
             items = kept
         return items, rejected
@@ -91,7 +93,7 @@ class Decoder:
         kept: list[Item] = []
         for item in items:
             try:
-                (ids,), (was_truncated,) = self.tokenize([item.text])
+                (ids,), (was_truncated,), *vocab = self.tokenize([item.text])
             except Exception as exc:
                 rejected.append(Rejected(item.record, ErrorType.INVALID_TEXT, f"tokenizer failed: {exc!r}"))
                 continue
@@ -100,6 +102,7 @@ class Decoder:
                 continue
             item.ids = ids
             item.truncated = item.truncated or was_truncated
+            item.vocab = vocab[0] if vocab else ""
             kept.append(item)
         return kept, rejected
 

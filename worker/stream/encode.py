@@ -1,7 +1,8 @@
 """Encode stage: (items, probabilities) → output records (topic, key, value, headers, partition).
 
 Output value: the input JSON object's fields unchanged, plus ``sentiment`` and ``sentiment_meta``
-(schema: ``worker.records.EnrichedRecord``). Key and headers of the input are kept, plus ``x-sentiment-*``.
+(schema: ``worker.records.EnrichedRecord``). Key and headers of the input are kept, plus ``x-sentiment-*``;
+headers kafka-python's producer would refuse are mended (``mend.py``) and ``x-sentiment-headers-mended`` says how.
 """
 
 from __future__ import annotations
@@ -17,8 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from worker.records import HEADER_LABEL, HEADER_MODEL, HEADER_REVISION, HEADER_SCORE, SCHEMA_VERSION
-from worker.stream.types import Item, Scored
+from worker.records import (
+    HEADER_HEADERS_MENDED,
+    HEADER_LABEL,
+    HEADER_MODEL,
+    HEADER_REVISION,
+    HEADER_SCORE,
+    SCHEMA_VERSION,
+)
+from worker.stream.mend import producible_headers
+from worker.stream.types import Item, Scored, Scorer
 
 
 @dataclass(slots=True)
@@ -46,10 +55,8 @@ class Encoder:
         self.output_topic = output_topic
         self.by_source_partition = partitioning == "source"
         self._topics: dict[tuple[str, str], str] = {}
-        self._static_headers = [
-            (HEADER_MODEL, str(model_meta.get("id", "")).encode()),
-            (HEADER_REVISION, str(model_meta.get("revision") or "").encode()),
-        ]
+        self._static_headers = _model_headers(self.model_meta)
+        self._scorer: tuple[Scorer, list[tuple[str, bytes]]] | None = None  # the last batch's model, its headers
 
     def topic_for(self, source_topic: str, label: str) -> str:
         key = (source_topic, label)
@@ -58,15 +65,24 @@ class Encoder:
             topic = self._topics[key] = self.output_topic.format(topic=source_topic, label=label.lower())
         return topic
 
-    def encode(self, items: Sequence[Item], probs: np.ndarray) -> list[OutRecord]:
-        """One output record per item, in item order."""
+    def _model(self, scorer: Scorer | None) -> tuple[Sequence[str], dict[str, Any], list[tuple[str, bytes]]]:
+        """Labels, meta and model headers of the model that scored a batch (the encoder's own without one)."""
+        if scorer is None:
+            return self.labels, self.model_meta, self._static_headers
+        if self._scorer is None or self._scorer[0] is not scorer:
+            self._scorer = (scorer, _model_headers(scorer.meta))
+        return scorer.labels, scorer.meta, self._scorer[1]
+
+    def encode(self, items: Sequence[Item], probs: np.ndarray, scorer: Scorer | None = None) -> list[OutRecord]:
+        """One output record per item, in item order; ``sentiment_meta.model`` names ``scorer``, the model that
+        computed ``probs`` (a hot swap changes it between two batches)."""
         if len(items) != len(probs):
             raise ValueError(f"{len(items)} items but {len(probs)} predictions")
+        labels, model_meta, model_headers = self._model(scorer)
         now = time.time()
         processed_at = datetime.fromtimestamp(now, UTC).isoformat()
         best = probs.argmax(axis=1).tolist()
         rows = probs.tolist()
-        labels = self.labels
         out: list[OutRecord] = []
         for item, row, top in zip(items, rows, best, strict=True):
             record = item.record
@@ -80,7 +96,7 @@ class Encoder:
             }
             payload["sentiment_meta"] = {
                 "schema_version": SCHEMA_VERSION,
-                "model": self.model_meta,
+                "model": model_meta,
                 "source": {
                     "topic": record.topic,
                     "partition": record.partition,
@@ -91,10 +107,12 @@ class Encoder:
                 "latency_ms": round(max(0.0, now - item.received) * 1000.0, 3),
                 "truncated": item.truncated,
             }
-            headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("x-sentiment-")]
+            headers, mended = producible_headers(record.headers, "x-sentiment-")
+            if mended:
+                headers.append((HEADER_HEADERS_MENDED, mended.encode()))
             headers.append((HEADER_LABEL, label.encode()))
             headers.append((HEADER_SCORE, f"{score:.6f}".encode()))
-            headers.extend(self._static_headers)
+            headers.extend(model_headers)
             out.append(
                 OutRecord(
                     topic=self.topic_for(record.topic, label),
@@ -139,14 +157,21 @@ class EncodeStage:
                     break
                 self.send(out)
 
-    def _encode(self, items: list[Item], probs: np.ndarray) -> list[OutRecord]:
+    def _encode(self, items: list[Item], probs: np.ndarray, scorer: Scorer | None = None) -> list[OutRecord]:
         try:
-            return self.encoder.encode(items, probs)
+            return self.encoder.encode(items, probs, scorer)
         except Exception:
             outs: list[OutRecord] = []
             for item, row in zip(items, probs, strict=True):
                 try:
-                    outs.extend(self.encoder.encode([item], row[None, :]))
+                    outs.extend(self.encoder.encode([item], row[None, :], scorer))
                 except Exception as exc:
                     self.on_failed(item, repr(exc))
             return outs
+
+
+def _model_headers(meta: dict[str, Any]) -> list[tuple[str, bytes]]:
+    return [
+        (HEADER_MODEL, str(meta.get("id", "")).encode()),
+        (HEADER_REVISION, str(meta.get("revision") or "").encode()),
+    ]

@@ -50,6 +50,12 @@ class HealthReporter(Protocol):
 
     def set_assignment(self, partitions: int, waiting: bool) -> None: ...
 
+    def set_inference_ok(self, ok: bool) -> None: ...
+
+    def set_stage_failed(self, name: str) -> None: ...
+
+    def set_topics_missing(self, topics: Sequence[str]) -> None: ...
+
 
 class NullMetrics:
     """Metrics that go nowhere."""
@@ -106,4 +112,13 @@ class NullHealth:
         pass
 
     def set_assignment(self, partitions: int, waiting: bool) -> None:
+        pass
+
+    def set_inference_ok(self, ok: bool) -> None:
+        pass
+
+    def set_stage_failed(self, name: str) -> None:
+        pass
+
+    def set_topics_missing(self, topics: Sequence[str]) -> None:
         pass

@@ -31,30 +31,27 @@ from worker.observability import get_logger
 from worker.records import ErrorType
 from worker.settings import Settings
 from worker.stream.batcher import Batcher
+from worker.stream.budget import acks_full, when_room
+from worker.stream.cluster import Cluster
 from worker.stream.commit import Committer
 from worker.stream.decode import Decoder
 from worker.stream.encode import Encoder, EncodeStage, OutRecord
+from worker.stream.guard import Breaker, start_stage_threads
 from worker.stream.infer import InferQueue, InferStage, peek
 from worker.stream.offsets import OffsetTracker
 from worker.stream.ports import HealthReporter, NullHealth, NullMetrics, PipelineMetrics
 from worker.stream.sink import Sink
 from worker.stream.source import Source
 from worker.stream.stats import RunStats
-from worker.stream.timing import Deadline, RestartBackoff
-from worker.stream.types import Scored, SourceRecord
+from worker.stream.swap import ModelSlot
+from worker.stream.timing import CLOSE_STEP_S, FINAL_COMMIT_MAX_S, Deadline, RestartBackoff, leave_group_timeout_s
+from worker.stream.types import Scored, Scorer, SourceRecord
 from worker.stream.watch import BrokerWatch
 
 log = get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1  # drain timed out, forced stop, or a fatal delivery error: unacknowledged work not committed
-# After the drain (bounded by shutdown_timeout_s): the final commit (at least this long even when the drain used
-# the whole budget) and closing the producer get at most CLOSE_STEP_S each. Leaving the group gets up to the session
-# timeout, between CLOSE_STEP_S and LEAVE_GROUP_MAX_S: a LeaveGroup queued behind a JoinGroup the broker is holding
-# has to wait for it, and past the session timeout the broker drops the member anyway.
-CLOSE_STEP_S = 2.0
-LEAVE_GROUP_MAX_S = 10.0
-FINAL_COMMIT_MAX_S = 10.0
 
 
 class Runner:
@@ -66,10 +63,12 @@ class Runner:
         metrics: PipelineMetrics | None = None,
         health: HealthReporter | None = None,
         on_output: Callable[[OutRecord], None] | None = None,
+        on_scored: Callable[[list[Any], Any, Scorer], None] | None = None,  # shadow mode (worker/rollout/)
     ) -> None:
         settings.require_input()
         self.settings = s = settings
-        self.model = model
+        self.slot = ModelSlot(model)  # the model in use (``model``); a hot swap replaces it (swap.py)
+        self.on_scored = on_scored
         self.metrics: PipelineMetrics = metrics or NullMetrics()
         self.health: HealthReporter = health or NullHealth()
         self.on_output = on_output
@@ -77,7 +76,7 @@ class Runner:
         self.tracker = OffsetTracker()
         # source → decode → batcher → [inbox] → infer → [out_q] → encode → sink → commit
         self.source: Source | None = None  # created by run(): subscribing starts the group membership
-        self.decoder = Decoder.from_settings(s, model.tokenize)
+        self.decoder = Decoder.from_settings(s, self.slot.tokenize)
         self.batcher = Batcher(s.max_batch_size, s.max_wait_ms / 1000.0, s.max_batch_tokens)
         self.inbox = InferQueue(s.queue_max_batches)
         self.out_q: queue.Queue[Scored | None] = queue.Queue(maxsize=s.queue_max_batches)
@@ -92,6 +91,7 @@ class Runner:
             self.tracker, self.metrics, interval_s=s.commit_interval_ms / 1000.0, log_interval_s=s.log_interval_s
         )
         self.broker = BrokerWatch(self.health, self.metrics, log_interval_s=s.log_interval_s)
+        self.cluster = Cluster(s, model.labels, self.health, self.broker, sink=lambda: self.sink)  # topics, bootstrap
         # lifecycle
         self._stop = threading.Event()  # stop() was called: leave the loop, shut down
         self._force = threading.Event()  # a forced stop: no drain
@@ -99,6 +99,7 @@ class Runner:
         self._gen = 0  # pipeline generation: callbacks of a replaced producer are ignored
         self._threads: list[threading.Thread] = []
         self._fatal: BaseException | None = None
+        self._infer_down = threading.Event()  # the model's session is failing and being rebuilt: consume nothing
         self._backoff = RestartBackoff()
         self._deadline: Deadline | None = None  # the shutdown's, once it started
         self.metrics.set_model_info(
@@ -109,6 +110,10 @@ class Runner:
             sha256=model.sha256,
         )
         self.health.set_model_loaded(True)
+
+    @property
+    def model(self) -> SentimentModel:
+        return self.slot.model  # type: ignore[no-any-return]
 
     # ---- control -------------------------------------------------------------------------------------
     def stop(self, force: bool = False) -> None:
@@ -131,8 +136,8 @@ class Runner:
     def run(self) -> int:
         """Run until stopped (or a fatal error); the exit code: EXIT_OK when everything consumed was committed."""
         s = self.settings
-        self.source = Source(s, handler=self)
-        self._start_pipeline()
+        if not self.cluster.open(self._stop, self._open_clients, release=self._close):
+            return EXIT_OK  # stopped while waiting for the cluster: nothing was consumed
         self.health.set_assignment(0, True)
         log.info(
             "worker_started",
@@ -172,6 +177,7 @@ class Runner:
             self._push_ready()
             self.committer.tick(self.source, skip=self.broker.unreachable)  # in an outage a commit can't land
             self.broker.tick(self.source)
+            self.cluster.tick(self.source)  # hold input topics whose output topics are missing
             if time.monotonic() >= next_log:
                 self._log_summary()
                 next_log = time.monotonic() + self.settings.log_interval_s
@@ -192,13 +198,13 @@ class Runner:
     def _push_ready(self) -> None:
         """batcher → infer: move ready batches into the bounded inference queue; pause/resume the consumer on
         backpressure."""
-        backlog = self.inbox.push()
+        backlog = self.inbox.push() or acks_full(self.sink)  # a full ack budget pauses too (dead letters)
         assert self.source is not None
-        if backlog and not self.source.paused:
+        if (backlog or self._infer_down.is_set()) and not self.source.paused:
             paused = self.source.pause_all()
             self.metrics.set_paused_partitions(paused)
             log.debug("backpressure_pause", partitions=paused, ready_batches=backlog)
-        elif not backlog and self.source.paused and not self._stop.is_set():
+        elif not backlog and self.source.paused and not self._stop.is_set() and not self._infer_down.is_set():
             self.source.resume_all()
             self.metrics.set_paused_partitions(0)
             log.debug("backpressure_resume")
@@ -210,6 +216,10 @@ class Runner:
         return {"batcher": len(self.batcher), **self.inbox.items_held(), "encode_queue": encode_queue}
 
     # ---- a pipeline generation: a producer and the stage threads ------------------------------------
+    def _open_clients(self) -> None:
+        self.source = Source(self.settings, handler=self)  # subscribing starts the group membership
+        self._start_pipeline()
+
     def _start_pipeline(self) -> None:
         self._gen += 1
         gen = self._gen
@@ -228,18 +238,14 @@ class Runner:
             stopping=drop,
         )
         infer, encode = self._stages(self.sink)
-        self._threads = [
-            threading.Thread(target=infer.run, args=(drop,), name="sentiment-infer", daemon=True),
-            threading.Thread(target=encode.run, args=(drop,), name="sentiment-sink", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        loops = {"sentiment-infer": infer.run, "sentiment-sink": encode.run}
+        self._threads = start_stage_threads(loops, drop, health=self.health, on_fatal=current(self._stage_failed))
 
     def _stages(self, sink: Sink) -> tuple[InferStage, EncodeStage]:
         """inbox → infer → out_q → encode → ``sink``; records they can't process are dead-lettered."""
         s = self.settings
         infer = InferStage(
-            self.model,
+            self.slot.model,
             self.inbox.batches,
             self.out_q,
             max_batch_size=s.max_batch_size,
@@ -247,11 +253,14 @@ class Runner:
             chunk_size=s.inference_batch_size,
             stats=self.stats,
             on_failed=lambda item, error: sink.dead_letter(item.record, ErrorType.INFERENCE_FAILED, error),
+            breaker=Breaker.from_settings(s, self.slot.model, health=self.health, down=self._infer_down),
+            slot=self.slot,
+            on_scored=self.on_scored,
         )
         encode = EncodeStage(
             self.encoder,
             self.out_q,
-            send=sink.send_output,
+            send=when_room(sink, sink.send_output),  # outputs wait while producer_buffer_bytes await acks
             on_failed=lambda item, error: sink.dead_letter(item.record, ErrorType.ENCODE_FAILED, error),
         )
         return infer, encode
@@ -321,6 +330,9 @@ class Runner:
             log.error("fatal_delivery_error", error=repr(exc), note="unacknowledged offsets stay uncommitted")
             self._fatal = exc
 
+    def _stage_failed(self, exc: BaseException) -> None:  # logged where it happened; commit only acknowledged work
+        self._fatal = self._fatal or exc
+
     # ---- rebalance (consumer IO thread; the poll loop is blocked in poll() meanwhile) -----------------
     def prepare_revoke(self, partitions: list[Any]) -> Callable[[], dict[Any, int] | None]:
         batch = self.batcher.flush("drain")
@@ -333,15 +345,16 @@ class Runner:
         )
 
     def revoke_done(self, partitions: list[Any], offsets: dict[Any, int]) -> None:
+        self.committer.committed_on_revoke(offsets)  # before forgetting them (or it re-adds their series)
         self.tracker.remove(partitions)
         self.metrics.forget_partitions(partitions)
-        self.committer.committed_on_revoke(offsets)
         self._after_assignment_change()
 
     def assigned(self, partitions: list[Any]) -> None:
         self.tracker.assign(partitions)
         if self.source is not None:
             self.source.ensure_paused_state()
+            self.cluster.assigned(self.source)
         self._after_assignment_change()
 
     def lost(self, partitions: list[Any]) -> None:
@@ -420,22 +433,15 @@ class Runner:
             thread.join(timeout=deadline.remaining(at_least=0.1))
 
     def _close(self) -> None:
-        """Leave the group and close the consumer, then close the producer."""
-        assert self.source is not None and self.sink is not None
+        """Leave the group and close the consumer, then close the producer (after a failed start: what exists)."""
+        self.cluster.close()
         try:
-            self.source.close(timeout_s=leave_group_timeout_s(self.settings))
+            if self.source is not None:
+                self.source.close(timeout_s=leave_group_timeout_s(self.settings))
         except Exception as exc:
             log.warning("consumer_close_failed", error=repr(exc))
         try:
-            self.sink.close(0.0 if self._force.is_set() else CLOSE_STEP_S)
+            if self.sink is not None:
+                self.sink.close(0.0 if self._force.is_set() else CLOSE_STEP_S)
         except Exception as exc:
             log.warning("producer_close_failed", error=repr(exc))
-
-
-def leave_group_timeout_s(settings: Settings) -> float:
-    return min(LEAVE_GROUP_MAX_S, max(CLOSE_STEP_S, settings.session_timeout_ms / 1000.0))
-
-
-def close_bound_s(settings: Settings) -> float:
-    """Most seconds a stop takes after the drain deadline: final commit, leaving the group, closing the producer."""
-    return CLOSE_STEP_S + leave_group_timeout_s(settings) + CLOSE_STEP_S

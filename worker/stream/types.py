@@ -26,9 +26,21 @@ class SourceRecord(Protocol):
     headers: Sequence[tuple[str, bytes]] | None
 
 
+class Reply(Protocol):
+    """Where the result of a directly requested item goes (an HTTP request, ``worker/serve/lane.py``): the inference
+    stage answers it and never hands the item to the encoder, so it never reaches Kafka nor the offsets."""
+
+    def resolve(
+        self, probs: np.ndarray, logits: np.ndarray | None, stream_in_batch: int, labels: Sequence[str] = ()
+    ) -> None: ...  # ``labels``: the columns of ``probs`` (the labels of the model that scored it)
+
+    def fail(self, error: str) -> None: ...
+
+
 @dataclass(slots=True)
 class Item:
-    """A valid record on its way through batcher → infer → encode → sink."""
+    """A valid record on its way through batcher → infer → encode → sink (or, with a ``reply``, batcher-less:
+    an HTTP input, answered by the inference stage)."""
 
     record: SourceRecord
     payload: dict[str, Any]
@@ -36,14 +48,30 @@ class Item:
     received: float  # time.time() when polled
     ids: list[int] = field(default_factory=list)
     truncated: bool = False
+    reply: Reply | None = None
+    vocab: str = ""  # the tokenizer that made ``ids`` (a model's ``vocab``); "": not known, never re-tokenised
 
     @property
     def tokens(self) -> int:
         return len(self.ids)
 
 
-# What the inference stage hands to the encode stage: items and their probabilities (one row per item).
-Scored = tuple[list[Item], np.ndarray]
+@dataclass(frozen=True, slots=True, eq=False)
+class Scorer:
+    """The model that scored a batch, as the encoder writes it: its labels (the columns of the probabilities) and
+    its meta (id, revision, onnx_sha256, precision, provider: ``sentiment_meta.model``)."""
+
+    labels: tuple[str, ...]
+    meta: dict[str, Any]
+
+    @classmethod
+    def of(cls, model: Any) -> Scorer:
+        return cls(tuple(model.labels), dict(model.model_meta()))
+
+
+# What the inference stage hands to the encode stage: items, their probabilities (one row per item) and the model
+# that computed them (a swap happens between two batches: every batch is scored by exactly one model).
+Scored = tuple[list[Item], np.ndarray, Scorer]
 
 
 @dataclass(slots=True)

@@ -157,6 +157,23 @@ def test_tampered_onnx_is_rejected(tiny_onnx_dir: Path, tmp_path: Path) -> None:
         SentimentModel.load(copy, device="cpu")
 
 
+def test_reload_swaps_in_a_new_working_session_and_rechecks_the_file(tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_onnx_dir, copy)
+    model = SentimentModel.load(copy, device="cpu", threads=1)
+    before = model.predict(["a good movie"])[0]
+    old = model._session
+    model.reload()
+    assert model._session is not old and model.provider == "CPUExecutionProvider"
+    assert model.predict(["a good movie"])[0] == before
+    current = model._session
+    with open(copy / "model.onnx", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelIntegrityError, match="no longer matches"):
+        model.reload()
+    assert model._session is current, "a failed reload keeps the session it had"
+
+
 def test_not_an_exported_dir(tiny_model_dir: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not an exported model dir"):
         SentimentModel.load(tiny_model_dir, device="cpu")
