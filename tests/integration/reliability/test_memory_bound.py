@@ -109,8 +109,8 @@ def test_peak_rss_stays_within_the_bound_while_the_broker_holds_the_producers_ac
             samples.append(worker.rss_mib())
             time.sleep(0.02)
         peak = max(max(samples), worker.peak_rss_mib())
-        resumed_from = _last(worker, "produced")
-        wait_for(lambda: _last(worker, "produced") > resumed_from + 500, 60, 0.2, "outputs after the hold")
+        # after the hold the worker carries on to the end of the backlog (on a quiet machine it may be near there)
+        wait_for(lambda: _last(worker, "produced") >= BACKLOG, 120, 0.2, "every record enriched after the hold")
         full_logged = worker.events("awaiting_acks_full")
         rc = worker.stop(90)
     finally:
