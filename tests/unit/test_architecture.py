@@ -113,9 +113,19 @@ def test_kafka_python_internals_only_in_the_compat_module() -> None:
     assert not offenders, offenders
 
 
-def test_no_reference_to_documents_outside_the_repository() -> None:
+# A cited document: an upper-case name followed by a section sign, or "see" and an upper-case Markdown file name;
+# each must exist in this repository.
+CITATION = re.compile(r"\b([A-Z][A-Z_]{3,})(?:\.md)?\s*\u00a7|\bsee (?:docs )?([A-Z][A-Z_]{3,})\.md\b")
+
+
+def test_every_cited_document_is_in_the_repository() -> None:
+    present = {p.stem for p in REPO.rglob("*.md") if ".venv" not in p.parts}
     files = [*SOURCES, *(REPO / "deploy").rglob("*"), REPO / "README.md", REPO / "benchmarks" / "README.md"]
-    offenders = [
-        _rel(p) for p in files if p.is_file() and p != Path(__file__) and "FINDINGS" in p.read_text(errors="replace")
-    ]
+    offenders = sorted(
+        f"{_rel(p)}: {name}"
+        for p in files
+        if p.is_file()
+        for match in CITATION.finditer(p.read_text(errors="replace"))
+        if (name := match.group(1) or match.group(2)) not in present
+    )
     assert not offenders, offenders
