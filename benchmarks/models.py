@@ -7,6 +7,9 @@
   12 heads, FFN 3072), seeded, with the starter's (or MiniLM's) uncased 30,522-token tokenizer. Speed depends on
   shape and sequence length only, so it stands for distilbert-base-uncased-finetuned-sst-2 (which no registry
   here ships); its predictions are meaningless.
+- ``free``: a near-free model for measuring the pipeline: DistilBERT with the same real uncased tokenizer as
+  ``base`` (so tweets tokenise to their real ~22 tokens), dim 32, 1 layer, random weights. Its ONNX run costs a few
+  µs per text, so what a run with it measures is the worker's own path (Kafka, JSON, tokenizer, threads).
 - ``tiny``: 2 layers, dim 32, a small WordPiece vocabulary, random weights: a smoke-test model (``--quick``
   without a starter build, CI).
 
@@ -26,7 +29,8 @@ from worker.observability import get_logger
 
 log = get_logger(__name__)
 
-MODEL_KEYS = ("starter", "base", "tiny")
+MODEL_KEYS = ("starter", "base", "free", "tiny")
+FREE_SEED = 7
 BASE_SEED = 0
 TINY_SEED = 1234
 _BUILD_MARKER = ".bench-complete"
@@ -253,6 +257,21 @@ def prepare_model(key: str, precisions: list[str], cache_dir: Path, *, starter_c
         elif built_with and built_with != str(tok_dir):
             tok_note = f"uncased WordPiece, 30,522 tokens, from {built_with}"
         note = f"random weights, seed {BASE_SEED}: speed only, predictions meaningless; tokenizer: {tok_note}"
+    elif key == "free":
+        tok_dir, tok_note = _real_tokenizer_dir(list(dict.fromkeys([starter_cache, cache_dir])))
+        if tok_dir is None:
+            raise ModelUnavailable(
+                "the near-free model needs the real uncased tokenizer (the starter model's or MiniLM's) and none is "
+                f"cached in {cache_dir}: build the starter model once (`sentiment-worker model build-starter`)"
+            )
+        hf_dir = _build_random_model(
+            bench_models_root(cache_dir) / f"free-random-seed{FREE_SEED}",
+            seed=FREE_SEED,
+            config_kwargs={"dim": 32, "n_layers": 1, "n_heads": 2, "hidden_dim": 64},
+            tokenizer_dir=tok_dir,
+        )
+        label = "near-free model (real tokenizer, dim 32, 1 layer, random weights)"
+        note = f"measures the pipeline, not a model: predictions meaningless; tokenizer: {tok_note}"
     elif key == "tiny":
         hf_dir = _build_random_model(
             bench_models_root(cache_dir) / f"tiny-random-seed{TINY_SEED}",
