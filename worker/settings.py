@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, NonNegativeInt, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -263,6 +263,11 @@ class Settings(BaseSettings):
         description="Max seconds to drain in-flight work on stop or revoke (a stop then takes at most ~14 s more "
         "to commit, leave the group and close).",
     )
+    processes: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(default=1, description="`run`: worker "
+        "processes, each a group member with its own model; 'auto': one per GPU found (device cuda/auto), else "
+        "CPU cores // threads (threads 0: 1). README 'Several processes per machine'.")  # fmt: skip
+    devices: Annotated[list[NonNegativeInt], NoDecode] = Field(default=[], description="CUDA device ids, comma-"
+        "separated, the processes are spread over round-robin (as device_id); empty = device_id for all.")  # fmt: skip
 
     # ---- HTTP API (`serve`, or `run` with http_port; the [http] extra) ----------------------------------------
     http_port: int | None = Field(default=None, ge=0, le=65535, description="Port of the HTTP API (POST /predict, "
@@ -277,7 +282,7 @@ class Settings(BaseSettings):
     http_timeout_s: float = Field(default=30.0, gt=0, description="Per /predict request: no answer by then: 503.")
 
     # ---- validators -------------------------------------------------------------------------------
-    @field_validator("bootstrap_servers", "input_topics", mode="before")
+    @field_validator("bootstrap_servers", "input_topics", "devices", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
