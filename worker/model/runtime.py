@@ -9,15 +9,18 @@ Typical use::
     ids, truncated = model.tokenize(texts)
     result = model.infer_ids(ids, chunk_size=16)     # length-sorted chunks, probs in input order
     predictions = model.to_predictions(result.probs)
+
+On CUDA (defaults; each can be forced on or off with ``load``'s arguments): calls are padded to shape buckets
+(``worker.model.buckets``) so shapes repeat, and run through IO binding (``worker.model.gpu``); ``cuda_graph=True``
+adds CUDA graph capture/replay per bucket. On the CPU neither is used by default (padding costs CPU time).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +29,10 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from worker.model.buckets import BATCH_BUCKETS, bucket_for, gpu_visible, length_buckets, pad_batch
+from worker.model.gpu import BoundRunner, cuda_session, has_cuda_graph
+from worker.model.gpu import quiet_ort as _quiet_ort
+from worker.model.gpu import session_options as _session_options
 from worker.model.manifest import (
     CONFIG_NAME,
     MANIFEST_NAME,
@@ -41,7 +48,6 @@ log = get_logger(__name__)
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 Device = Literal["auto", "cpu", "cuda"]
-_ORT_DEFAULT_LOG_SEVERITY = 2  # onnxruntime's own default (warning); there is no getter to save/restore
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,26 +73,10 @@ class ModelIntegrityError(RuntimeError):
     """The ONNX file's sha256 differs from the manifest's (corrupted or tampered export)."""
 
 
-def gpu_visible() -> bool:
-    """A cheap, side-effect-free hint that an NVIDIA GPU is present (device nodes; WSL's /dev/dxg)."""
-    dev = Path("/dev")
-    return any(dev.glob("nvidia[0-9]*")) or (dev / "dxg").exists()
-
-
 def cuda_plausible() -> bool:
     # get_available_providers() lists CUDA for the onnxruntime-gpu wheel even on GPU-less machines,
     # so it is only a necessary condition.
     return CUDA in ort.get_available_providers() and gpu_visible()
-
-
-@contextlib.contextmanager
-def _quiet_ort() -> Iterator[None]:
-    """Silence onnxruntime's default logger (its CUDA-load errors) while probing CUDA in auto mode."""
-    ort.set_default_logger_severity(4)
-    try:
-        yield
-    finally:
-        ort.set_default_logger_severity(_ORT_DEFAULT_LOG_SEVERITY)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -137,6 +127,9 @@ class SentimentModel:
         # what reload() creates its session with (load() sets the requested ones)
         device = "cuda" if self.provider == CUDA else "cpu"
         self._session_args: dict[str, Any] = {"device": device, "device_id": 0, "threads": 0, "spinning": False}
+        self._length_buckets: tuple[int, ...] | None = None  # None: pad each call to its longest sequence
+        self._batch_buckets: tuple[int, ...] | None = None  # None: as many rows as sequences
+        self._runner: BoundRunner | None = None  # None: session.run
         self._input_names = {i.name for i in session.get_inputs()}
         self._output_name = session.get_outputs()[0].name
         self._meta = {
@@ -159,8 +152,15 @@ class SentimentModel:
         spinning: bool = False,
         max_length: int = 128,
         warmup: bool = True,
+        shape_buckets: bool | None = None,
+        io_binding: bool | None = None,
+        cuda_graph: bool = False,
     ) -> SentimentModel:
-        """Load an exported dir (only from that dir), verify the ONNX sha256, create the session."""
+        """Load an exported dir (only from that dir), verify the ONNX sha256, create the session.
+
+        ``shape_buckets`` / ``io_binding``: None = on when the session runs on CUDA. ``cuda_graph``: capture a CUDA
+        graph per shape bucket (needs buckets; ignored off CUDA; dropped with a warning if the session can't have it).
+        """
         started = time.perf_counter()
         path = Path(exported_dir)
         if not manifest_path(path).is_file():
@@ -205,7 +205,9 @@ class SentimentModel:
         tokenizer.enable_truncation(max_length=max_length)
         pad_id = _pad_id(tokenizer, config)
 
-        session = _create_session(onnx_file, device=device, device_id=device_id, threads=threads, spinning=spinning)
+        session = _create_session(
+            onnx_file, device=device, device_id=device_id, threads=threads, spinning=spinning, cuda_graph=cuda_graph
+        )
         if precision == "fp16" and session.get_providers()[0] != CUDA:
             raise ProviderUnavailableError(
                 f"this export is fp16, which runs only on CUDA, but the session got {session.get_providers()[0]}; "
@@ -220,7 +222,10 @@ class SentimentModel:
             max_length=max_length,
             pad_id=pad_id,
         )
-        model._session_args = {"device": device, "device_id": device_id, "threads": threads, "spinning": spinning}
+        model._session_args = dict(device=device, device_id=device_id, threads=threads, spinning=spinning,
+                                   shape_buckets=shape_buckets, io_binding=io_binding,
+                                   cuda_graph=cuda_graph)  # fmt: skip
+        model._configure(session)
         if warmup:
             model.predict(["warm up", "a slightly longer warm up sentence for the session"])
         log.info(
@@ -234,9 +239,32 @@ class SentimentModel:
             revision=model.revision,
             max_length=max_length,
             threads=threads,
+            shape_buckets=model._length_buckets is not None,
+            io_binding=model._runner is not None,
+            cuda_graph=model._runner is not None and model._runner.static,
             seconds=round(time.perf_counter() - started, 3),
         )
         return model
+
+    def _configure(self, session: ort.InferenceSession) -> None:
+        """Shape buckets and IO binding for ``session`` as the load arguments ask (None: on for CUDA)."""
+        args = self._session_args
+        on_cuda = session.get_providers()[0] == CUDA
+        buckets = on_cuda if args.get("shape_buckets") is None else bool(args["shape_buckets"])
+        self._length_buckets = length_buckets(self.max_length) if buckets else None
+        self._batch_buckets = BATCH_BUCKETS if buckets else None
+        binding = on_cuda if args.get("io_binding") is None else bool(args["io_binding"])
+        graph = bool(args.get("cuda_graph")) and buckets and on_cuda and has_cuda_graph(session)
+        self._runner = None
+        if binding or graph:
+            self._runner = BoundRunner(
+                session,
+                output_name=self._output_name,
+                num_outputs=len(self.labels),
+                device="cuda" if on_cuda else "cpu",
+                device_id=int(args.get("device_id", 0)),
+                static=graph,
+            )
 
     def reload(self) -> None:
         """Replace the ONNX Runtime session with a new one (same file, checked against the manifest again, same
@@ -257,12 +285,14 @@ class SentimentModel:
             device_id=args["device_id"],
             threads=args["threads"],
             spinning=args["spinning"],
+            cuda_graph=bool(args.get("cuda_graph")),
         )
-        old, self._session = self._session, session
+        old, old_runner, self._session = self._session, self._runner, session
         try:
+            self._configure(session)
             self.predict(["warm up", "a slightly longer warm up sentence for the session"])
         except Exception:
-            self._session = old
+            self._session, self._runner = old, old_runner
             raise
         provider = session.get_providers()[0]
         if provider != self.provider:
@@ -291,8 +321,8 @@ class SentimentModel:
         lengths = np.fromiter((len(seq) for seq in ids), dtype=np.int64, count=n)
         real = int(lengths.sum())
         if chunk_size is None or chunk_size >= n:
-            logits = np.asarray(self._run(ids, lengths, np.arange(n)), dtype=np.float32)
-            return InferenceResult(softmax(logits), real, n * max(1, int(lengths.max())), logits)
+            logits, padded = self._run(ids, lengths, np.arange(n))
+            return InferenceResult(softmax(logits), real, padded, logits)
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         order = np.argsort(lengths, kind="stable")
@@ -300,19 +330,23 @@ class SentimentModel:
         padded = 0
         for start in range(0, n, chunk_size):
             idx = order[start : start + chunk_size]
-            logits[idx] = self._run(ids, lengths, idx)
-            padded += len(idx) * max(1, int(lengths[idx].max()))
+            logits[idx], fed = self._run(ids, lengths, idx)
+            padded += fed
         return InferenceResult(softmax(logits), real, padded, logits)
 
-    def _run(self, ids: Sequence[Sequence[int]], lengths: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Logits of the sequences ``idx`` of ``ids``, padded to their longest."""
-        rows = len(idx)
+    def _run(self, ids: Sequence[Sequence[int]], lengths: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, int]:
+        """float32 logits of the sequences ``idx`` of ``ids`` and the positions fed: padded to their longest, or to
+        the length (and, on CUDA, row) bucket that holds it."""
+        count = len(idx)
         width = max(1, int(lengths[idx].max()))
-        input_ids = np.full((rows, width), self._pad_id, dtype=np.int64)
-        for row, i in enumerate(idx.tolist()):
-            input_ids[row, : lengths[i]] = ids[i]
-        attention_mask = (np.arange(width)[None, :] < lengths[idx][:, None]).astype(np.int64)
-        return self.batch_logits(input_ids, attention_mask)
+        rows = count
+        if self._length_buckets is not None:
+            width = bucket_for(width, self._length_buckets)
+        if self._batch_buckets is not None:
+            rows = bucket_for(count, self._batch_buckets)
+        input_ids, attention_mask = pad_batch(ids, lengths, idx, pad_id=self._pad_id, width=width, rows=rows)
+        logits = np.asarray(self.batch_logits(input_ids, attention_mask), dtype=np.float32)
+        return logits[:count], rows * width
 
     def batch_logits(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Raw logits of one padded batch (int64 ``[rows, width]`` ids and mask), rows as given.
@@ -323,6 +357,8 @@ class SentimentModel:
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
         feeds = {k: v for k, v in feeds.items() if k in self._input_names}
+        if self._runner is not None:
+            return self._runner.run(feeds)
         (logits,) = self._session.run([self._output_name], feeds)
         return logits
 
@@ -361,28 +397,19 @@ def _pad_id(tokenizer: Tokenizer, config: dict[str, Any]) -> int:
     return 0  # masked out anyway
 
 
-def _session_options(threads: int, spinning: bool = False) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads  # 0 = onnxruntime's default (all physical cores)
-    # Spinning intra-op threads busy-wait between ops. The worker's own threads (poll, Kafka IO, producer) then
-    # preempt a spinning thread and stall the other: at 50% load on 2 cores it doubled the latency; at
-    # saturation no difference was measurable; alone (no other threads) spinning is ~10% faster.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return options
-
-
 def _create_session(
-    onnx_path: Path, *, device: Device, device_id: int, threads: int, spinning: bool = False
+    onnx_path: Path, *, device: Device, device_id: int, threads: int, spinning: bool = False, cuda_graph: bool = False
 ) -> ort.InferenceSession:
-    cuda_providers: list[Any] = [(CUDA, {"device_id": device_id}), CPU]
+    def on_cuda() -> ort.InferenceSession:
+        return cuda_session(str(onnx_path), _session_options(threads, spinning), device_id, cuda_graph=cuda_graph)
+
     if device == "cuda":
         if CUDA not in ort.get_available_providers():
             raise ProviderUnavailableError(
                 f"device cuda requested but this onnxruntime build has no CUDAExecutionProvider "
                 f"(available: {ort.get_available_providers()}); install onnxruntime-gpu or use device cpu/auto"
             )
-        session = ort.InferenceSession(str(onnx_path), _session_options(threads, spinning), providers=cuda_providers)
+        session = on_cuda()
         got = session.get_providers()[0]
         if got != CUDA:
             raise ProviderUnavailableError(
@@ -394,13 +421,12 @@ def _create_session(
     if device == "auto" and cuda_plausible():
         with _quiet_ort():
             try:
-                options = _session_options(threads, spinning)
-                session = ort.InferenceSession(str(onnx_path), options, providers=cuda_providers)
+                probe: ort.InferenceSession | None = on_cuda()
             except Exception as exc:  # a broken CUDA setup must not stop a CPU run in auto mode
                 log.warning("cuda_probe_failed", error=f"{type(exc).__name__}: {exc}"[:500])
-                session = None
-        if session is not None and session.get_providers()[0] == CUDA:
-            return session
+                probe = None
+        if probe is not None and probe.get_providers()[0] == CUDA:
+            return probe
         log.warning(
             "cuda_unavailable_using_cpu",
             reason="a GPU is visible but the CUDA execution provider could not be created "
