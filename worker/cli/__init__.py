@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "worker.cli.starter_cmds",  # model build-starter, finetune, eval
     "worker.cli.bench_cmds",  # bench
     "worker.cli.info_cmds",  # settings
+    "worker.cli.ui_cmds",  # ui (the web app)
 )
 
 

@@ -1,0 +1,155 @@
+"""Assemble the web app: readers (Kafka topics, a worker's /metrics), the "try it" classifier, the Gradio page.
+
+:func:`run_ui` is the one entry point: ``sentiment-worker ui`` and the Hugging Face Space (``deploy/space/app.py``)
+both call it; with ``demo`` it first starts :class:`~worker.ui.demo_stack.DemoStack` (embedded broker, worker,
+sample stream) and points the app at it.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from worker.broker import free_port
+from worker.observability import get_logger
+from worker.settings import Settings
+from worker.ui.classify import Classifier, HttpClassifier, LocalClassifier, classify_text
+from worker.ui.data import LiveStats
+from worker.ui.feed import LagFeed, Status, TopicFeed
+from worker.ui.page import build_blocks, render, try_it_html
+
+log = get_logger(__name__)
+
+DEFAULT_PORT = 7860  # Gradio's (and Hugging Face Spaces') port
+
+
+@dataclass
+class UiOptions:
+    topics: list[str] = field(default_factory=list)  # output and/or dead-letter topics to show
+    worker_url: str | None = None  # a worker's HTTP API: "try it" goes there
+    metrics_url: str | None = None  # a worker's /metrics: consumer lag
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    backlog: int = 100  # records per partition read back at start
+    refresh_s: float = 1.0
+    demo: bool = False
+    title: str = "sentiment-worker — live"
+
+
+class LiveApp:
+    """The readers, the classifier and the page; :meth:`launch` serves it, :meth:`close` stops everything."""
+
+    def __init__(self, settings: Settings, options: UiOptions, classifier: Classifier | None = None) -> None:
+        self.settings = settings
+        self.options = options
+        self.stats = LiveStats()
+        self.feed = TopicFeed(settings, options.topics, self.stats, backlog=options.backlog)
+        self.lag = LagFeed(options.metrics_url) if options.metrics_url else None
+        if classifier is None:
+            key = settings.http_api_key.get_secret_value() if settings.http_api_key else None
+            classifier = HttpClassifier(options.worker_url, api_key=key) if options.worker_url else None
+        self.classifier = classifier or LocalClassifier(settings)
+        self.blocks: Any = None
+        self.url: str | None = None
+
+    def statuses(self) -> list[Status]:
+        return [self.feed.status] + ([self.lag.status] if self.lag is not None else [])
+
+    def refresh(self) -> tuple[Any, ...]:
+        lags = self.lag.lags if self.lag is not None else None
+        return render(self.stats.snapshot(time.time()), self.statuses(), lags, self.options.metrics_url)
+
+    def try_it(self, text: str) -> str:
+        return try_it_html(lambda t: classify_text(self.classifier, t), text)
+
+    def launch(self, note: str = "") -> str:
+        """Start the readers and serve the page (returns at once); the page's URL."""
+        self.feed.start()
+        if self.lag is not None:
+            self.lag.start()
+        self.blocks = build_blocks(self.options.title, self.refresh, self.try_it, every_s=self.options.refresh_s,
+                                   note=note)  # fmt: skip
+        port = self.options.port or free_port(self.options.host)  # Gradio takes no port 0
+        self.blocks.launch(
+            server_name=self.options.host,
+            server_port=port,
+            share=False,  # no tunnel: nothing leaves this machine
+            prevent_thread_lock=True,
+            quiet=True,
+            show_api=False,
+            inbrowser=False,
+        )
+        host = "127.0.0.1" if self.options.host in ("0.0.0.0", "::") else self.options.host
+        self.url = f"http://{host}:{self.blocks.server_port}/"
+        log.info("ui_listening", url=self.url, topics=self.options.topics)
+        return self.url
+
+    def close(self) -> None:
+        if self.blocks is not None:
+            self.blocks.close()
+        self.feed.stop()
+        if self.lag is not None:
+            self.lag.stop()
+
+
+def start_ui(
+    make_settings: Callable[[dict[str, Any]], Settings], options: UiOptions, out: TextIO
+) -> tuple[LiveApp, Callable[[], None]]:
+    """Start the app (and with ``options.demo`` the demo stack first); the app and a function that stops all."""
+    stack = None
+    if options.demo:
+        from worker.ui.demo_stack import DemoStack
+
+        print("starting the demo: embedded broker, worker, sample stream ...", file=out, flush=True)
+        stack = DemoStack(make_settings).start(out)
+        settings = stack.settings
+        assert settings is not None
+        options.topics = [*options.topics, stack.output_topic, stack.dlq_topic]
+        options.worker_url = options.worker_url or stack.worker_url
+        options.metrics_url = options.metrics_url or f"{stack.worker_url}/metrics"
+        print(f"embedded Kafka broker at {stack.bootstrap}; worker HTTP API at {stack.worker_url}", file=out)
+    else:
+        settings = make_settings({})
+    app = LiveApp(settings, options)
+    note = "Demo: embedded broker, the worker and a sample stream, all in this process." if options.demo else ""
+    try:
+        url = app.launch(note)
+    except BaseException:
+        app.close()
+        if stack is not None:
+            stack.stop()
+        raise
+    print(f"web app at {url}", file=out, flush=True)
+
+    def stop() -> None:
+        app.close()
+        if stack is not None:
+            stack.stop()
+
+    return app, stop
+
+
+def run_ui(make_settings: Callable[[dict[str, Any]], Settings], options: UiOptions, out: TextIO) -> int:
+    """Serve the app until SIGINT/SIGTERM (Ctrl-C), then stop everything; the exit code."""
+    if not options.demo and not options.topics:
+        raise ValueError("give the topics to show (--topics), or --demo")
+    _app, stop = start_ui(make_settings, options, out)
+    done = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        print("stopping ...", file=out, flush=True)
+        stop()
+    return 0
