@@ -46,6 +46,7 @@ def load_model(exported: Path, settings: Settings) -> SentimentModel:
         threads=settings.threads,
         spinning=settings.intra_op_spinning,
         max_length=settings.max_length,
+        cuda_graph=settings.cuda_graph,  # shape buckets and IO binding: on by themselves on CUDA
     )
 
 

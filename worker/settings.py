@@ -155,18 +155,17 @@ class Settings(BaseSettings):
     )
 
     # ---- Batching ---------------------------------------------------------------------------------
-    max_batch_size: int = Field(default=64, gt=0, le=4096, description="Flush a batch at this many records.")
+    max_batch_size: Annotated[int, Field(gt=0, le=4096)] | Literal["auto"] = Field(default="auto", description=
+        "Flush a batch at this many records; 'auto': 64 on CPU, 1024 on a GPU (device cuda/auto).")  # fmt: skip
     max_wait_ms: int = Field(default=20, ge=0, description="Flush a non-empty batch after this many ms.")
     max_batch_tokens: int | None = Field(
         default=None, gt=0, description="Optional token budget: flush before a batch exceeds it."
     )
-    inference_batch_size: int = Field(
-        default=8,
-        gt=0,
-        description="Records per model call; a batch is sorted by length and run in chunks of this size "
-        "so padding waste stays small (tweets: 8% at 8, 16% at 16; on 2 CPU cores 8 was as fast or faster). "
-        "On a GPU use larger calls (e.g. 64).",
-    )
+    inference_batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(default="auto", description=
+        "Records per model call; a batch is sorted by length and run in chunks of this size so padding waste "
+        "stays small (tweets: 8% at 8, 16% at 16; 2 cores: 8 is best). 'auto': 8 on CPU, 256 on a GPU.")  # fmt: skip
+    cuda_graph: bool = Field(default=False, description="On CUDA: capture and replay a CUDA graph per shape bucket; "
+        "needs every node of the model on CUDA, else it is dropped with a warning.")  # fmt: skip
     queue_max_batches: int = Field(
         default=4, gt=0, description="Bounded queue of batches between stages; full queue pauses the consumer."
     )
@@ -331,6 +330,9 @@ class Settings(BaseSettings):
             raise ValueError("producer_buffer_bytes must be at least producer_max_request_size (a request must fit)")
         if self.precision == "fp16" and self.device == "cpu":
             raise ValueError("precision fp16 runs only on CUDA; use device cuda (or auto) or precision fp32/int8")
+        from worker.model.buckets import resolve_batch_sizes  # pure: no onnxruntime
+
+        self.max_batch_size, self.inference_batch_size = resolve_batch_sizes(self)
         return self
 
     # ---- sources ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -53,6 +54,22 @@ def batch_defaults(device: str, *, gpu_hint: bool | None = None) -> BatchDefault
     if device == "auto":
         return GPU_BATCH if (gpu_visible() if gpu_hint is None else gpu_hint) else CPU_BATCH
     return CPU_BATCH
+
+
+class _BatchSettings(Protocol):
+    device: str
+    max_batch_size: int | str
+    inference_batch_size: int | str
+
+
+def resolve_batch_sizes(settings: _BatchSettings) -> tuple[int, int]:
+    """``max_batch_size`` and ``inference_batch_size`` of ``settings``, ``"auto"`` replaced by the device's default."""
+    defaults = batch_defaults(settings.device)
+    max_batch, per_call = settings.max_batch_size, settings.inference_batch_size
+    return (
+        defaults.max_batch_size if max_batch == "auto" else int(max_batch),
+        defaults.inference_batch_size if per_call == "auto" else int(per_call),
+    )
 
 
 def length_buckets(max_length: int, base: Sequence[int] = LENGTH_BUCKETS) -> tuple[int, ...]:

@@ -72,3 +72,21 @@ def test_batch_defaults_depend_on_the_device(monkeypatch: pytest.MonkeyPatch) ->
     assert GPU_BATCH.inference_batch_size > CPU_BATCH.inference_batch_size
     assert GPU_BATCH.max_batch_size >= GPU_BATCH.inference_batch_size
     assert CPU_BATCH.inference_batch_size == 8 and CPU_BATCH.max_batch_size == 64
+
+
+def test_settings_resolve_auto_batch_sizes_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.settings import load_settings
+
+    monkeypatch.setattr(buckets, "gpu_visible", lambda: False)
+    cpu = load_settings(device="auto")
+    assert (cpu.max_batch_size, cpu.inference_batch_size) == (64, 8)
+    cuda = load_settings(device="cuda")
+    assert (cuda.max_batch_size, cuda.inference_batch_size) == (1024, 256)
+    monkeypatch.setattr(buckets, "gpu_visible", lambda: True)
+    seen = load_settings(device="auto")
+    assert (seen.max_batch_size, seen.inference_batch_size) == (1024, 256)
+    assert load_settings(device="cpu").inference_batch_size == 8  # device cpu: a visible GPU doesn't matter
+    given = load_settings(device="cuda", max_batch_size="32", inference_batch_size=4)
+    assert (given.max_batch_size, given.inference_batch_size) == (32, 4)
+    monkeypatch.setenv("SENTIMENT_INFERENCE_BATCH_SIZE", "auto")
+    assert load_settings(device="cuda", max_batch_size=100).inference_batch_size == 256
