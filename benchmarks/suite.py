@@ -27,7 +27,12 @@ QUICK_MAX_EAGER = 128  # messages of the PyTorch eager baseline in --quick
 
 
 def _default(name: str) -> Any:
-    return Settings.model_fields[name].default
+    default = Settings.model_fields[name].default
+    if default == "auto" and name in ("max_batch_size", "inference_batch_size"):
+        from worker.model.buckets import batch_defaults
+
+        return getattr(batch_defaults("auto"), name)  # what the worker resolves it to on this machine
+    return default
 
 
 @dataclass
