@@ -29,9 +29,15 @@ INT8_OPTIONS: dict[str, Any] = {
     "exclude": "ffn.lin2 MatMul (FFN output projections stay fp32)",
 }
 O3_OPTIONS: dict[str, Any] = {"method": "optimum ORTOptimizer AutoOptimizationConfig.O3", "for_gpu": False}
+# fp16: weights and activations in half precision, except what loses too much in it. Kept in fp32 on top of
+# onnxruntime's DEFAULT_OP_BLOCK_LIST (ops with no fp16 kernel): the attention Softmax, whose sum of exponentials
+# over up to max_length positions is where fp16's 10-bit mantissa hurts most. keep_io_types keeps the int64 inputs
+# and the float32 logits (the classifier's softmax runs in numpy on float32), so the runtime needs no special case.
+FP16_KEEP_FP32_OPS: tuple[str, ...] = ("Softmax",)
 FP16_OPTIONS: dict[str, Any] = {
     "method": "onnxruntime.transformers.float16.convert_float_to_float16",
     "keep_io_types": True,
+    "op_block_list": "onnxruntime DEFAULT_OP_BLOCK_LIST + " + ", ".join(FP16_KEEP_FP32_OPS),
 }
 
 
@@ -123,16 +129,29 @@ def quantize_int8(fp32_dir: Path, out_dir: Path) -> dict[str, Any]:
     return {"excluded_nodes": excluded}
 
 
-def convert_fp16(fp32_dir: Path, out_dir: Path) -> None:
+def fp16_op_block_list() -> list[str]:
+    """The ops the fp16 conversion leaves in fp32: onnxruntime's default list plus ``FP16_KEEP_FP32_OPS``."""
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
+
+    return [*DEFAULT_OP_BLOCK_LIST, *(op for op in FP16_KEEP_FP32_OPS if op not in DEFAULT_OP_BLOCK_LIST)]
+
+
+def convert_fp16_file(src: Path, dst: Path) -> None:
+    """Convert one fp32 ONNX file to fp16 (the choices: ``FP16_OPTIONS``). Runs on a CPU: no CUDA needed."""
     with extra_imports(EXPORT_EXTRA, "converting an ONNX export to fp16"):
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    model = onnx.load(str(src))
+    model = convert_float_to_float16(model, keep_io_types=True, op_block_list=fp16_op_block_list())
+    onnx.save(model, str(dst))
+
+
+def convert_fp16(fp32_dir: Path, out_dir: Path) -> None:
+    # Optimum's own fp16 export (optimum-cli export onnx --dtype fp16) needs a CUDA device; converting the fp32
+    # export does not, so fp16 exports can be built on a CPU machine and run on a GPU one.
     with step("convert_fp16"):
-        model = onnx.load(str(fp32_dir / ONNX_NAME))
-        # keep_io_types: inputs stay int64 and logits stay float32, so the runtime needs no special case.
-        model = convert_float_to_float16(model, keep_io_types=True)
-        onnx.save(model, str(out_dir / ONNX_NAME))
+        convert_fp16_file(fp32_dir / ONNX_NAME, out_dir / ONNX_NAME)
     copy_side_files(fp32_dir, out_dir)
 
 
