@@ -25,6 +25,7 @@ assigned_partitions                        gauge      partitions this worker own
 commits_total                              counter    offset commits
 committed_offset{topic,partition}          gauge      last committed offset (next record to read)
 consumer_lag{topic,partition}              gauge      high-water mark − position, per owned partition
+backlog_seconds{topic,partition}           gauge      lag ÷ committed records per busy second (backlog_metrics.py)
 model_info{model_id,revision,...}          info       model id, revision, active execution provider, ...
 ready / alive                              gauge      1/0: what /readyz and /healthz answer (set at scrape)
 main_loop_age_seconds                      gauge      seconds since the main loop last iterated
@@ -54,6 +55,7 @@ from prometheus_client import (
 )
 
 from worker import __version__
+from worker.backlog_metrics import BacklogGauge
 from worker.observability import get_logger
 
 log = get_logger(__name__)
@@ -61,28 +63,16 @@ log = get_logger(__name__)
 PREFIX = "sentiment"
 
 # Seconds: 1 ms (a small GPU batch) … 30 s (a large CPU batch at max length, or a slow broker ack).
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Records per batch: powers of two up to Settings.max_batch_size's upper bound (4096).
 BATCH_SIZE_BUCKETS: tuple[float, ...] = tuple(float(2**i) for i in range(13))
 # padded / real tokens: 1.0 means no padding waste, 2.0 means half the compute was padding.
 PADDING_RATIO_BUCKETS: tuple[float, ...] = (1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 TopicPartition = tuple[str, int]
+# How a gauge merges over the processes of `run --processes N` (prometheus-client multiprocess mode, worker/supervisor/;
+# ignored in one process). sentiment_ready/alive/main_loop_age are the supervisor's own there, not merged.
+_SUM, _LAST = {"multiprocess_mode": "livesum"}, {"multiprocess_mode": "livemostrecent"}
 
 
 class WorkerMetrics:
@@ -119,6 +109,7 @@ class WorkerMetrics:
             f"{PREFIX}_padding_ratio",
             "Padded / real tokens of the last batch (1.0 = no padding waste).",
             registry=r,
+            **_LAST,
         )
         self.padding_ratio_hist = Histogram(
             f"{PREFIX}_batch_padding_ratio",
@@ -136,13 +127,13 @@ class WorkerMetrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            f"{PREFIX}_queue_depth_batches", "Batches waiting between pipeline stages.", registry=r
+            f"{PREFIX}_queue_depth_batches", "Batches waiting between pipeline stages.", registry=r, **_SUM
         )
         self.paused_partitions = Gauge(
-            f"{PREFIX}_paused_partitions", "Partitions paused for back-pressure.", registry=r
+            f"{PREFIX}_paused_partitions", "Partitions paused for back-pressure.", registry=r, **_SUM
         )
         self.assigned_partitions = Gauge(
-            f"{PREFIX}_assigned_partitions", "Partitions assigned to this worker.", registry=r
+            f"{PREFIX}_assigned_partitions", "Partitions assigned to this worker.", registry=r, **_SUM
         )
         self.commits = Counter(f"{PREFIX}_commits", "Offset commits.", registry=r)
         self.committed_offset = Gauge(
@@ -150,12 +141,14 @@ class WorkerMetrics:
             "Last committed offset (the next record to read) per partition.",
             ["topic", "partition"],
             registry=r,
+            **_LAST,
         )
         self.lag = Gauge(
             f"{PREFIX}_consumer_lag",
             "High-water mark minus consumer position, per partition owned by this worker.",
             ["topic", "partition"],
             registry=r,
+            **_LAST,
         )
         self.model_info = Info(
             f"{PREFIX}_model",
@@ -170,6 +163,7 @@ class WorkerMetrics:
             "Seconds since the main loop last iterated (-1 before it started).",
             registry=r,
         )
+        self.backlog = BacklogGauge(r)  # sentiment_backlog_seconds, from the lags and commits below
         self.worker_info.info({"version": __version__})
         self._lock = threading.Lock()
         self._lag_series: set[TopicPartition] = set()
@@ -219,6 +213,7 @@ class WorkerMetrics:
             for (topic, partition), offset in offsets.items():
                 self.committed_offset.labels(topic=topic, partition=str(partition)).set(offset)
                 self._offset_series.add((topic, partition))
+        self.backlog.record_commit(offsets)
 
     def set_lag(self, lags: Mapping[TopicPartition, int]) -> None:
         """Lag of every owned partition; series of partitions not in ``lags`` are removed."""
@@ -229,9 +224,12 @@ class WorkerMetrics:
             for topic, partition in stale:
                 self.lag.remove(topic, str(partition))
             self._lag_series = set(lags)
+        self.backlog.set_lag(lags)
 
     def forget_partitions(self, partitions: Iterable[TopicPartition]) -> None:
-        """Drop the per-partition series (lag, committed offset) of revoked partitions."""
+        """Drop the per-partition series (lag, committed offset, backlog) of revoked partitions."""
+        partitions = list(partitions)
+        self.backlog.forget(partitions)
         with self._lock:
             for tp in partitions:
                 if tp in self._lag_series:

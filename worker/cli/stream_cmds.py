@@ -43,7 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def cmd_run(args: argparse.Namespace) -> int:
     from worker.app import run_worker
 
-    return run_worker(settings_from_args(args))
+    settings = settings_from_args(args)
+    if settings.processes != 1:  # several processes per machine (worker/supervisor/)
+        from worker.supervisor import run_processes
+
+        return run_processes(settings)
+    return run_worker(settings)
 
 
 # ---- demo -----------------------------------------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""`sentiment-worker run --processes 2` as a real process tree on the embedded broker with the tiny exported model.
+
+- Normal case: two worker processes split a 4-partition topic; every record is enriched exactly once; the
+  supervisor's /metrics counts what both children counted (the sum of their own /metrics); SIGTERM to the
+  supervisor drains both, commits everything and exits 0.
+- SIGKILL of one child mid-stream: the supervisor restarts it (a new pid), nothing is lost (duplicates allowed:
+  the killed child's uncommitted records are read again), and a SIGTERM still ends everything with exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import urllib.error
+import urllib.request
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.integration.reliability.helpers import (
+    Feeder,
+    OutputReader,
+    WorkerProcess,
+    create_input_and_output,
+    group_ids,
+    wait_for,
+    worker_env,
+)
+from tests.support.kafka_utils import committed_offsets
+from worker.broker import free_port
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+
+
+def _get(port: int, path: str) -> tuple[int | None, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+    except OSError:
+        return None, ""
+
+
+def _health(port: int, path: str = "/readyz") -> tuple[int | None, dict[str, Any]]:
+    status, body = _get(port, path)
+    return status, (json.loads(body) if body.startswith("{") else {})
+
+
+def _counter(text: str, name: str) -> float:
+    """Sum of every sample of ``name`` (all label sets) in a Prometheus text exposition."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _ids(reader: OutputReader) -> Counter[int]:
+    return Counter(r.json()["id"] for r in reader.snapshot())
+
+
+def _start(tmp_path, bootstrap: str, topic: str, group: str, model_dir, name: str) -> tuple[WorkerProcess, int]:
+    port = free_port()
+    env = worker_env(
+        bootstrap, topic, group, model_dir, processes=2, metrics_port=port, commit_interval_ms=300, client_id=name
+    )
+    return WorkerProcess(env, tmp_path / f"{name}.log").start(), port
+
+
+def _wait_ready(supervisor: WorkerProcess, port: int, timeout: float = 120) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        assert supervisor.alive(), supervisor.log_text()[-3000:]
+        status, body = _health(port)
+        return body if status == 200 else None
+
+    return wait_for(ready, timeout, 0.3, "every worker process ready")
+
+
+def test_two_processes_split_the_topic_once_each_and_sigterm_exits_0(
+    broker, topic_name, tiny_onnx_dir, tmp_path
+) -> None:
+    bootstrap = broker.bootstrap
+    out_topic = create_input_and_output(bootstrap, topic_name, PARTITIONS)
+    (group,) = group_ids(1, "procs")
+    total = 2000
+    reader = OutputReader(bootstrap, out_topic, PARTITIONS)
+    reader.start()
+    supervisor, port = _start(tmp_path, bootstrap, topic_name, group, tiny_onnx_dir, "two")
+    feeder = Feeder(bootstrap, topic_name, total, rate=0, seed=11, n_keys=50)
+    try:
+        ready = _wait_ready(supervisor, port)
+        assert [p["state"] for p in ready["processes"]] == ["running", "running"]
+        pids = {p["pid"] for p in ready["processes"]}
+        assert len(pids) == 2 and supervisor.pid not in pids
+        feeder.start()
+        feeder.join(120)
+        assert feeder.error is None, feeder.error
+        reader.wait_count(total, 120)
+        # Both children own partitions and did work; the supervisor's counter is the sum of theirs.
+        children = [p["internal_port"] for p in _health(port)[1]["processes"]]
+        texts = [_get(p, "/metrics")[1] for p in children]
+        own = [_counter(t, "sentiment_messages_consumed_total") for t in texts]
+        assert all(n > 0 for n in own), own
+        assigned = [_counter(t, "sentiment_assigned_partitions") for t in texts]
+        assert sorted(assigned) == [2, 2], assigned
+        status, merged = _get(port, "/metrics")
+        assert status == 200
+        assert _counter(merged, "sentiment_messages_consumed_total") == sum(own) == total
+        assert _counter(merged, "sentiment_messages_produced_total") == total
+        assert _counter(merged, "sentiment_assigned_partitions") == PARTITIONS
+        assert "sentiment_ready 1.0" in merged and "sentiment_alive 1.0" in merged
+        assert 'sentiment_worker_processes{state="running"} 2.0' in merged
+        assert merged.count("sentiment_model_info{") == 2, "one model_info series per process"
+        assert _health(port, "/healthz")[0] == 200
+    finally:
+        feeder.stop()
+        rc = supervisor.stop(90)
+        reader.stop()
+    log_text = supervisor.log_text()
+    assert rc == 0, log_text[-4000:]
+    ids = _ids(reader)
+    assert set(ids) == set(range(total)), f"lost {len(set(range(total)) - set(ids))}"
+    assert sum(ids.values()) == total, "each record enriched exactly once in the normal case"
+    assert sum(committed_offsets(bootstrap, group, topic_name).values()) == total
+    stopped = [e for e in supervisor.events("worker_stopped")]
+    assert len(stopped) == 2 and all(e.get("complete") for e in stopped), stopped
+
+
+@pytest.mark.slow
+def test_a_killed_process_is_restarted_and_nothing_is_lost(broker, topic_name, tiny_onnx_dir, tmp_path) -> None:
+    bootstrap = broker.bootstrap
+    out_topic = create_input_and_output(bootstrap, topic_name, PARTITIONS)
+    (group,) = group_ids(1, "procs-kill")
+    total = 3000
+    reader = OutputReader(bootstrap, out_topic, PARTITIONS)
+    reader.start()
+    supervisor, port = _start(tmp_path, bootstrap, topic_name, group, tiny_onnx_dir, "kill")
+    feeder = Feeder(bootstrap, topic_name, total, rate=150, seed=12, n_keys=50)
+    try:
+        before = _wait_ready(supervisor, port)["processes"]
+        feeder.start()
+        reader.wait_count(300, 60)
+        victim = before[1]["pid"]
+        os.kill(victim, signal.SIGKILL)
+
+        def restarted() -> dict[str, Any] | None:
+            status, body = _health(port)
+            procs = body.get("processes", [])
+            ok = status == 200 and len(procs) == 2 and procs[1]["pid"] not in (None, victim)
+            return body if ok and procs[1]["restarts"] == 1 else None
+
+        after = wait_for(restarted, 90, 0.3, "the killed process restarted and ready")["processes"]
+        assert after[0]["pid"] == before[0]["pid"], "the other process keeps running"
+        feeder.join(120)
+        assert feeder.error is None, feeder.error
+        wait_for(lambda: len(_ids(reader)) == total, 120, 0.3, f"all {total} ids enriched (duplicates allowed)")
+        assert _get(port, "/metrics")[0] == 200
+        merged = _get(port, "/metrics")[1]
+        assert 'sentiment_worker_process_restarts_total{process="1"} 1.0' in merged
+    finally:
+        feeder.stop()
+        rc = supervisor.stop(90)
+        reader.stop()
+    log_text = supervisor.log_text()
+    assert rc == 0, log_text[-4000:]
+    exited = supervisor.events("process_exited")
+    assert len(exited) == 1 and exited[0]["exit"] == "signal SIGKILL" and exited[0]["pid"] == victim, exited
+    ids = _ids(reader)
+    lost = set(range(total)) - set(ids)
+    print(f"\nSIGKILL of one process: {total} records, lost {len(lost)}, duplicates {sum(ids.values()) - len(ids)}")
+    assert not lost
+    # duplicates are allowed: the killed process's uncommitted records are read again
