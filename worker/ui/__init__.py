@@ -28,6 +28,9 @@ def require_ui() -> None:
 def run_ui(make_settings: Any, options: UiOptions, out: Any) -> int:
     """See :func:`worker.ui.app.run_ui` (imported lazily: the data side needs no Gradio)."""
     require_ui()
+    from worker.ui.page import gradio
+
+    gradio()  # a Gradio that can't be imported is named now, before anything is started
     from worker.ui.app import run_ui as run
 
     return int(run(make_settings, options, out))

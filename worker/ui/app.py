@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -74,6 +75,15 @@ class LiveApp:
         self.blocks = build_blocks(self.options.title, self.refresh, self.try_it, every_s=self.options.refresh_s,
                                    note=note)  # fmt: skip
         port = self.options.port or free_port(self.options.host)  # Gradio takes no port 0
+        with warnings.catch_warnings():  # show_api: Gradio 6.0 renames it; 5.50 has only this name
+            warnings.filterwarnings("ignore", message="The 'show_api' parameter", category=DeprecationWarning)
+            self._launch(port)
+        host = "127.0.0.1" if self.options.host in ("0.0.0.0", "::") else self.options.host
+        self.url = f"http://{host}:{self.blocks.server_port}/"
+        log.info("ui_listening", url=self.url, topics=self.options.topics)
+        return self.url
+
+    def _launch(self, port: int) -> None:
         self.blocks.launch(
             server_name=self.options.host,
             server_port=port,
@@ -83,10 +93,6 @@ class LiveApp:
             show_api=False,
             inbrowser=False,
         )
-        host = "127.0.0.1" if self.options.host in ("0.0.0.0", "::") else self.options.host
-        self.url = f"http://{host}:{self.blocks.server_port}/"
-        log.info("ui_listening", url=self.url, topics=self.options.topics)
-        return self.url
 
     def close(self) -> None:
         if self.blocks is not None:

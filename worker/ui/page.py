@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -153,10 +154,27 @@ def build_blocks(
     gr = gradio()
     # System fonts: the default theme links Google Fonts, which a machine without internet can't load.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-    with gr.Blocks(title=title, theme=theme, css=CSS, analytics_enabled=False) as blocks:
+    with warnings.catch_warnings():  # Gradio 5.50 warns that 6.0 moves theme and css to launch(), which 5.50 lacks
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="gradio")
+        warnings.filterwarnings("ignore", message="The '(theme|css)' parameter", category=DeprecationWarning)
+        return _layout(gr, gr.Blocks(title=title, theme=theme, css=CSS, analytics_enabled=False), refresh, try_it,
+                       every_s=every_s, title=title, note=note)  # fmt: skip
+
+
+def _layout(
+    gr: Any,
+    blocks: Any,
+    refresh: Callable[[], tuple[Any, ...]],
+    try_it: Callable[[str], str],
+    *,
+    every_s: float,
+    title: str,
+    note: str,
+) -> Any:
+    with blocks:
         gr.Markdown(f"# {title}" + (f"\n{note}" if note else ""))
-        status = gr.HTML(status_html([]), elem_id="sw-status-box")
-        stats = gr.HTML(elem_id="sw-stats-box")
+        status = gr.HTML(status_html([]), elem_id="sw-status-box", padding=True)
+        stats = gr.HTML(elem_id="sw-stats-box", padding=True)
         with gr.Row():
             with gr.Column(scale=3):
                 mix = gr.LinePlot(
@@ -167,16 +185,16 @@ def build_blocks(
                 gr.Markdown("### Try it")
                 text = gr.Textbox(label="Text", placeholder="Type a review ...", lines=2, elem_id="sw-try-text")
                 button = gr.Button("Classify", variant="primary", elem_id="sw-try-button")
-                result = gr.HTML(verdict_html(None, ""), elem_id="sw-try-box")
+                result = gr.HTML(verdict_html(None, ""), elem_id="sw-try-box", padding=True)
         gr.Markdown("### Latest enriched records")
-        records = gr.HTML(elem_id="sw-records-box")
+        records = gr.HTML(elem_id="sw-records-box", padding=True)
         with gr.Row():
             with gr.Column():
                 gr.Markdown("### Dead letters by reason")
-                reasons = gr.HTML(elem_id="sw-reasons-box")
+                reasons = gr.HTML(elem_id="sw-reasons-box", padding=True)
             with gr.Column():
                 gr.Markdown("### Consumer lag (worker /metrics)")
-                lags = gr.HTML(elem_id="sw-lags-box")
+                lags = gr.HTML(elem_id="sw-lags-box", padding=True)
         outputs = [status, stats, mix, records, reasons, lags]
         timer = gr.Timer(every_s)
         timer.tick(refresh, outputs=outputs, show_progress="hidden")

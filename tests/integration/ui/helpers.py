@@ -1,0 +1,45 @@
+"""Reading the web app's page in the browser: element text by id, waiting for a condition."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from worker.settings import Settings, load_settings
+from worker.ui.app import LiveApp, UiOptions
+
+
+def text_of(driver: Any, element_id: str) -> str | None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(driver.find_element("id", element_id).text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
+def count(driver: Any) -> int:
+    text = text_of(driver, "sw-count")
+    return int(text.replace(",", "")) if text and text.replace(",", "").isdigit() else -1
+
+
+def wait_page(driver: Any, what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.25)
+    status = text_of(driver, "sw-status")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; page status: {status!r}")
+
+
+def start_app(settings: Settings, **options: Any) -> LiveApp:
+    app = LiveApp(settings, UiOptions(host="127.0.0.1", port=0, **options))
+    app.launch()
+    return app
+
+
+def ui_settings(bootstrap: str, **overrides: Any) -> Settings:
+    return load_settings(bootstrap_servers=bootstrap, device="cpu", **overrides)
