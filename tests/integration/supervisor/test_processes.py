@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import urllib.error
 import urllib.request
@@ -175,3 +176,28 @@ def test_a_killed_process_is_restarted_and_nothing_is_lost(broker, topic_name, t
     print(f"\nSIGKILL of one process: {total} records, lost {len(lost)}, duplicates {sum(ids.values()) - len(ids)}")
     assert not lost
     # duplicates are allowed: the killed process's uncommitted records are read again
+
+
+@pytest.mark.slow
+def test_a_process_that_keeps_crashing_ends_the_supervisor_with_one_line(
+    broker, topic_name, tiny_onnx_dir, tmp_path
+) -> None:
+    """A model file that can't load: every start fails; after 5 crashes the supervisor gives up and exits 1."""
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_onnx_dir, broken)
+    (broken / "model.onnx").write_bytes(b"not an onnx model")
+    create_input_and_output(broker.bootstrap, topic_name, PARTITIONS)
+    (group,) = group_ids(1, "procs-crash")
+    supervisor, _port = _start(tmp_path, broker.bootstrap, topic_name, group, broken, "crash")
+    try:
+        rc = supervisor.wait(120)
+    finally:
+        if supervisor.alive():
+            supervisor.kill()
+    assert rc == 1, supervisor.log_text()[-3000:]
+    give_ups = supervisor.events("supervisor_giving_up")
+    assert len(give_ups) == 1, give_ups
+    line = give_ups[0]
+    assert line["level"] == "error" and line["exit"] == "exit code 1" and line["process"] in (0, 1)
+    assert "5 times within 300 s" in line["reason"]
+    assert len([e for e in supervisor.events("process_exited") if e["process"] == line["process"]]) == 4
