@@ -117,6 +117,7 @@ def test_two_processes_split_the_topic_once_each_and_sigterm_exits_0(
         assert "sentiment_ready 1.0" in merged and "sentiment_alive 1.0" in merged
         assert 'sentiment_worker_processes{state="running"} 2.0' in merged
         assert merged.count("sentiment_model_info{") == 2, "one model_info series per process"
+        assert 'process_resident_memory_bytes{process="1"}' in merged
         assert _health(port, "/healthz")[0] == 200
     finally:
         feeder.stop()
