@@ -87,6 +87,7 @@ def test_every_metric_name_is_registered_by_the_worker() -> None:
         "sentiment_inference_seconds_bucket",
         "sentiment_end_to_end_latency_seconds_bucket",
         "sentiment_consumer_lag",
+        "sentiment_backlog_seconds",
         "sentiment_paused_partitions",
         "sentiment_model_info",
         "sentiment_model_swaps_total",
