@@ -20,6 +20,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import structlog
+
 PARENT_CHECK_S = 0.5
 
 
@@ -54,9 +56,7 @@ def main() -> int:
     settings = Settings(**spec["settings"])  # every field given: nothing read from the environment
     redact_secrets(settings.secret_values())
     configure_logging(settings.log_format, settings.log_level)
-    import structlog
-
-    structlog.contextvars.bind_contextvars(process=spec["index"])
+    structlog.contextvars.bind_contextvars(process=spec["index"])  # on the main thread's lines
     worker = Worker(settings)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
