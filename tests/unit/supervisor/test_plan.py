@@ -118,3 +118,20 @@ def test_describe_exit() -> None:
     assert describe_exit(0) == "exit code 0"
     assert describe_exit(3) == "exit code 3"
     assert describe_exit(-signal.SIGKILL) == "signal SIGKILL"
+
+
+def test_run_processes_runs_the_plain_worker_for_one_process_and_the_supervisor_otherwise(monkeypatch) -> None:
+    import worker.app
+    import worker.supervisor as sup
+
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(worker.app, "run_worker", lambda s: calls.append(("worker", s.processes)) or 0)
+    monkeypatch.setattr(sup, "run_supervisor", lambda s, devices: calls.append(("supervisor", devices)) or 0)
+    monkeypatch.setattr(sup, "cpu_count", lambda: 4)
+    monkeypatch.setattr(sup, "visible_gpus", lambda: 0)
+    sup.run_processes(_settings(processes="auto", device="cpu", threads=0))
+    sup.run_processes(_settings(processes="auto", device="cpu", threads=2, devices=[1]))
+    sup.run_processes(_settings(processes=3, devices=[0, 1]))
+    assert calls == [("worker", 1), ("supervisor", [1, 1]), ("supervisor", [0, 1, 0])]
+    with pytest.raises(SettingsError, match="input_topics"):
+        sup.run_processes(Settings(processes=2))
