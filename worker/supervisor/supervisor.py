@@ -139,7 +139,12 @@ class Supervisor:
     # ---- pieces -----------------------------------------------------------------------------------
     def _start(self, slot: Slot) -> None:
         slot.restart_at = None
-        slot.child = child = self.spawn(slot.index)
+        try:
+            slot.child = child = self.spawn(slot.index)
+        except OSError as exc:  # e.g. out of processes or memory: a crash like any other
+            slot.exit_code = 1
+            self._crashed(slot, None, f"start failed: {exc}", self.clock())
+            return
         log.info("process_started", process=slot.index, pid=child.pid, device_id=slot.device_id)
 
     def _reap(self, slot: Slot, now: float) -> None:
@@ -157,13 +162,17 @@ class Supervisor:
         if self.stopping:
             log.info("process_stopped", process=slot.index, pid=child.pid, exit=how)
             return
+        self._crashed(slot, child.pid, how, now)
+
+    def _crashed(self, slot: Slot, pid: int | None, how: str, now: float) -> None:
+        """Process ``slot.index`` ended unasked (``how``): restart it after a pause, or give up."""
         decision = slot.policy.crashed(now)
         if decision.give_up:
-            self.gave_up = f"process {slot.index} (pid {child.pid}) ended with {how}; {decision.reason}"
+            self.gave_up = f"process {slot.index} (pid {pid}) ended with {how}; {decision.reason}"
             log.error(
                 "supervisor_giving_up",
                 process=slot.index,
-                pid=child.pid,
+                pid=pid,
                 exit=how,
                 reason=decision.reason,
                 action="stopping the other processes, then exit 1",
@@ -175,7 +184,7 @@ class Supervisor:
         log.warning(
             "process_exited",
             process=slot.index,
-            pid=child.pid,
+            pid=pid,
             exit=how,
             restart_in_s=decision.pause_s,
             crashes_in_window=slot.policy.recent(now),

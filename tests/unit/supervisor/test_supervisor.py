@@ -93,6 +93,27 @@ def test_giving_up_exits_1_even_when_the_crashes_were_exits_0() -> None:
     assert sup.step() == 1
 
 
+def test_a_start_that_fails_counts_as_a_crash_and_is_retried() -> None:
+    spawner, clock = Spawner(), Clock()
+    failures = [OSError("Resource temporarily unavailable")]
+
+    def spawn(index: int):
+        if index == 1 and failures:
+            raise failures.pop()
+        return spawner(index)
+
+    sup = Supervisor([0, 0], spawn, stop_timeout_s=10, clock=clock)
+    with capture_logs() as logs:
+        sup.start_all()
+    assert [c.index for c in spawner.started] == [0]
+    assert sup.snapshot()[1]["state"] == "restarting"
+    exited = [e for e in logs if e["event"] == "process_exited"]
+    assert exited[0]["exit"].startswith("start failed: Resource") and exited[0]["pid"] is None
+    clock.advance(1.1)
+    sup.step()
+    assert [c.index for c in spawner.started] == [0, 1]
+
+
 def test_crashes_spread_beyond_the_window_never_give_up() -> None:
     spawner, clock = Spawner(), Clock()
     sup = _supervisor(spawner=spawner, clock=clock, policy=lambda: CrashPolicy(max_crashes=2, window_s=60))
