@@ -32,7 +32,7 @@ class GpuSampler:
             return self
         query = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
         self._proc = subprocess.Popen(
-            [*query, f"-lms={self.interval_ms}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            [*query, f"--loop-ms={self.interval_ms}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
         self._thread = threading.Thread(target=self._read, name="gpu-sampler", daemon=True)
         self._thread.start()

@@ -46,5 +46,5 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$PYV" -c "import onnxruntime as o, torch; print('run: onnxruntime', o.__version__, o.__file__, o.get_available_providers(), 'torch', torch.__version__, torch.cuda.is_available())"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 DEST="$OUT/results/$(date -u +%F)-gpu-h200"
-"$PYV" -m benchmarks.gpu.check --out "$DEST" --work /tmp/gpucheck-work --materials "$W/materials" --budget-s 450 "$@"
+"$PYV" -m benchmarks.gpu.check --out "$DEST" --work /tmp/gpucheck-work --materials "$W/materials" --budget-s 420 "$@"
 echo "run: report at $DEST"

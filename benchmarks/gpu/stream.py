@@ -269,15 +269,16 @@ def end_to_end(
     }
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:
+def _stop(procs: list[subprocess.Popen[bytes]], grace_s: float = 20.0) -> list[int | None]:
+    """SIGTERM every process group at once, SIGKILL what is left after ``grace_s`` (shared by all)."""
     for proc in procs:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
-    codes: list[int | None] = []
+    deadline = time.monotonic() + grace_s
     for proc in procs:
         try:
-            codes.append(proc.wait(timeout=30))
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            codes.append(proc.wait(timeout=10))
-    return codes
+            proc.wait(timeout=10)
+    return [proc.returncode for proc in procs]
