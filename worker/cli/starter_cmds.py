@@ -289,7 +289,21 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
         "local and present, adds PyTorch and the other precision).",
     )
     p.add_argument("--model", type=Path, required=True, help="HF model folder or exported ONNX dir.")
-    p.add_argument("--data", type=Path, action="append", required=True, help="Labelled file (repeatable).")
+    p.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="Labelled JSONL/CSV file, or a Hugging Face dataset hf:NAME[:CONFIG][@SPLIT] ([datasets] extra) "
+        "(repeatable).",
+    )
+    p.add_argument("--text-field", default="text", help="Text column of hf: datasets (default text).")
+    p.add_argument(
+        "--label-field",
+        default="label",
+        help="Label column of hf: datasets (default label): ClassLabel ids map through their names, names to the "
+        "model's labels, integers are label ids.",
+    )
     p.add_argument("--json", action="store_true", help="Print the report as JSON.")
     p.add_argument(
         "--backends",
@@ -305,9 +319,10 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from worker.datasets_input import is_hf_spec
     from worker.model.manifest import is_exported_dir, read_manifest
-    from worker.training.data import read_labelled_file
-    from worker.training.evaluate import evaluate_backends, is_onnx_dir, is_torch_dir
+    from worker.training.data import read_hf_labelled, read_labelled_file
+    from worker.training.evaluate import evaluate_backends, is_onnx_dir, is_torch_dir, label_names
     from worker.training.pipeline import export_onnx
 
     _setup_logging(args)
@@ -317,8 +332,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"sentiment-worker: unknown backend(s) {sorted(unknown)}", file=sys.stderr)
         return 2
     try:
-        datasets = {path.stem: read_labelled_file(path) for path in args.data}
-    except (OSError, ValueError) as exc:
+        datasets = {
+            str(path) if is_hf_spec(path) else path.stem: (
+                read_hf_labelled(path, args.text_field, args.label_field, label_names(args.model))
+                if is_hf_spec(path)
+                else read_labelled_file(path)
+            )
+            for path in args.data
+        }
+    except (OSError, ValueError) as exc:  # DatasetInputError is a ValueError
         print(f"sentiment-worker: {exc}", file=sys.stderr)
         return 2
     model: Path = args.model

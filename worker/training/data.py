@@ -13,7 +13,7 @@ import json
 import random
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -292,6 +292,18 @@ def read_labelled_file(path: Path) -> list[Example]:
             if label_value is None:
                 continue
             rows.append((str(item["text"]), _parse_label(label_value, f"{path}:{n}")))
+    return [(clean_text(t), y) for t, y in rows if t.strip()]
+
+
+def read_hf_labelled(
+    spec: str | Path, text_field: str = "text", label_field: str = "label", label_names: Sequence[str] = ()
+) -> list[Example]:
+    """(text, label) rows of a Hugging Face dataset ``hf:NAME[:CONFIG][@SPLIT]`` (``worker.datasets_input``),
+    cleaned like :func:`read_labelled_file` (so the same rows give the same examples)."""
+    from worker.datasets_input import DEFAULT_LABELS, load_labelled
+
+    names = tuple(label_names) or DEFAULT_LABELS
+    rows = load_labelled(spec, text_field=text_field, label_field=label_field, label_names=names)
     return [(clean_text(t), y) for t, y in rows if t.strip()]
 
 
