@@ -29,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from worker.model.buckets import BATCH_BUCKETS, bucket_for, gpu_visible, length_buckets, pad_batch
+from worker.model.buckets import BATCH_BUCKETS, batch_buckets, bucket_for, gpu_visible, length_buckets, pad_batch
 from worker.model.gpu import BoundRunner, cuda_session, has_cuda_graph
 from worker.model.gpu import quiet_ort as _quiet_ort
 from worker.model.gpu import session_options as _session_options
@@ -321,7 +321,7 @@ class SentimentModel:
         lengths = np.fromiter((len(seq) for seq in ids), dtype=np.int64, count=n)
         real = int(lengths.sum())
         if chunk_size is None or chunk_size >= n:
-            logits, padded = self._run(ids, lengths, np.arange(n))
+            logits, padded = self._run(ids, lengths, np.arange(n), chunk_size or BATCH_BUCKETS[-1])
             return InferenceResult(softmax(logits), real, padded, logits)
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
@@ -330,20 +330,22 @@ class SentimentModel:
         padded = 0
         for start in range(0, n, chunk_size):
             idx = order[start : start + chunk_size]
-            logits[idx], fed = self._run(ids, lengths, idx)
+            logits[idx], fed = self._run(ids, lengths, idx, chunk_size)
             padded += fed
         return InferenceResult(softmax(logits), real, padded, logits)
 
-    def _run(self, ids: Sequence[Sequence[int]], lengths: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, int]:
+    def _run(
+        self, ids: Sequence[Sequence[int]], lengths: np.ndarray, idx: np.ndarray, limit: int
+    ) -> tuple[np.ndarray, int]:
         """float32 logits of the sequences ``idx`` of ``ids`` and the positions fed: padded to their longest, or to
-        the length (and, on CUDA, row) bucket that holds it."""
+        the length bucket that holds it and the row bucket up to ``limit`` (the chunk size)."""
         count = len(idx)
         width = max(1, int(lengths[idx].max()))
         rows = count
         if self._length_buckets is not None:
             width = bucket_for(width, self._length_buckets)
         if self._batch_buckets is not None:
-            rows = bucket_for(count, self._batch_buckets)
+            rows = bucket_for(count, batch_buckets(max(limit, count), self._batch_buckets))
         input_ids, attention_mask = pad_batch(ids, lengths, idx, pad_id=self._pad_id, width=width, rows=rows)
         logits = np.asarray(self.batch_logits(input_ids, attention_mask), dtype=np.float32)
         return logits[:count], rows * width

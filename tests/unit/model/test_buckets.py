@@ -33,17 +33,19 @@ def test_bucket_for_picks_the_smallest_that_holds_the_size() -> None:
     assert [bucket_for(n, lengths) for n in (1, 16, 17, 32, 33, 100, 128)] == [16, 16, 32, 32, 64, 128, 128]
     assert bucket_for(200, lengths) == 200  # over the largest: as is (never truncated here)
     rows = batch_buckets(256)
-    assert rows == (1, 2, 4, 8, 16, 32, 64, 128, 256)
-    assert [bucket_for(n, rows) for n in (1, 3, 5, 64, 65, 256)] == [1, 4, 8, 64, 128, 256]
-    assert batch_buckets(100)[-2:] == (64, 100)
+    assert rows == (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+    assert [bucket_for(n, rows) for n in (1, 3, 5, 17, 64, 65, 130, 256)] == [1, 4, 8, 24, 64, 96, 192, 256]
+    assert batch_buckets(100)[-2:] == (96, 100)
     with pytest.raises(ValueError):
         bucket_for(0, rows)
 
 
 def test_shapes_repeat_under_buckets() -> None:
-    """Every length 1..128 maps onto 4 widths; every chunk size 1..256 onto 9 row counts."""
+    """Every length 1..128 maps onto 4 widths; every chunk size 1..256 onto 13 row counts, none a third filler
+    above 16 rows."""
     assert len({bucket_for(n, length_buckets(128)) for n in range(1, 129)}) == 4
-    assert len({bucket_for(n, batch_buckets(256)) for n in range(1, 257)}) == 9
+    assert len({bucket_for(n, batch_buckets(256)) for n in range(1, 257)}) == 13
+    assert max(1 - n / bucket_for(n, batch_buckets(1024)) for n in range(17, 1025)) <= 1 / 3
 
 
 def test_pad_batch_pads_rows_and_width() -> None:

@@ -118,6 +118,8 @@ def test_runtime_pads_to_buckets_when_asked(shape_dir: Path) -> None:
     assert as_ints(chunked.logits) == [(3, 16), (20, 32), (5, 16)]
     assert chunked.padded_tokens == 2 * 16 + 1 * 32
     np.testing.assert_allclose(chunked.probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert model.infer_ids(ids, chunk_size=3).padded_tokens == 3 * 32  # a full chunk gets no filler rows
+    assert model.infer_ids(ids, chunk_size=20).padded_tokens == 4 * 32  # rows bucketed up to the chunk size
     model.reload()  # a rebuilt session keeps the buckets and the binding
     assert as_ints(model.infer_ids(ids).logits) == [(3, 32), (20, 32), (5, 32)]
     assert model._runner is not None
