@@ -61,8 +61,12 @@ class LiveApp:
         return [self.feed.status] + ([self.lag.status] if self.lag is not None else [])
 
     def refresh(self) -> tuple[Any, ...]:
+        from worker.ui.page import gradio
+
         lags = self.lag.lags if self.lag is not None else None
-        return render(self.stats.snapshot(time.time()), self.statuses(), lags, self.options.metrics_url)
+        now = time.time()
+        snap = self.stats.snapshot(now)
+        return render(snap, self.statuses(), lags, self.options.metrics_url, now, unchanged=gradio().skip())
 
     def try_it(self, text: str) -> str:
         return try_it_html(lambda t: classify_text(self.classifier, t), text)

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
 CSS = """
 #sw-status .sw-ok { color: #137333; } #sw-status .sw-error { color: #b3261e; font-weight: 600; }
-.sw-cards { display: flex; flex-wrap: wrap; gap: 12px; }
-.sw-card { border: 1px solid #ddd; border-radius: 8px; padding: 8px 14px; min-width: 120px; }
-.sw-card b { display: block; font-size: 1.5em; } .sw-card small { color: #666; }
+.sw-cards { display: flex; flex-wrap: wrap; gap: 8px; }
+.sw-card { border: 1px solid #ddd; border-radius: 8px; padding: 6px 10px; min-width: 96px; }
+.sw-card b { display: block; font-size: 1.3em; } .sw-card small { color: #666; }
 table.sw-table { width: 100%; border-collapse: collapse; font-size: 0.9em; }
 table.sw-table td, table.sw-table th { border-bottom: 1px solid #eee; padding: 3px 6px; text-align: left; }
 .sw-POSITIVE { color: #137333; font-weight: 600; } .sw-NEGATIVE { color: #b3261e; font-weight: 600; }
@@ -111,11 +111,16 @@ def lags_html(lags: dict[tuple[str, int], int] | None, source: str | None) -> st
     return f'<table id="sw-lags" class="sw-table"><tr><th>topic</th><th>partition</th><th>lag</th></tr>{body}</table>'
 
 
-def mix_frame(snap: Snapshot) -> pd.DataFrame:
+def mix_frame(snap: Snapshot, now: float) -> pd.DataFrame | None:
+    """The plot's data; with no recent records, a zero per known label at ``now``; ``None`` before any record
+    (Gradio 5.50's LinePlot sent an empty frame first never draws later data, so the plot is left as it is)."""
     import pandas as pd
 
-    rows = [(datetime.fromtimestamp(t, UTC).replace(tzinfo=None), label, n) for t, label, n in snap.mix]
-    return pd.DataFrame(rows, columns=["time", "label", "records"])
+    rows = [(t, label, n) for t, label, n in snap.mix] or [(now, label, 0) for label in sorted(snap.labels)]
+    if not rows:
+        return None
+    stamped = [(datetime.fromtimestamp(t, UTC).replace(tzinfo=None), label, n) for t, label, n in rows]
+    return pd.DataFrame(stamped, columns=["time", "label", "records"])
 
 
 def verdict_html(verdict: Verdict | None, error: str | None = None) -> str:
@@ -209,12 +214,15 @@ def render(
     statuses: Sequence[Status],
     lags: dict[tuple[str, int], int] | None,
     lag_source: str | None,
+    now: float,
+    unchanged: Any = None,
 ) -> tuple[str, str, Any, str, str, str]:
-    """The refresh's outputs, in :func:`build_blocks` order."""
+    """The refresh's outputs, in :func:`build_blocks` order; ``unchanged`` stands for "leave the plot as it is"."""
+    frame = mix_frame(snap, now)
     return (
         status_html(statuses),
         stats_html(snap, lags),
-        mix_frame(snap),
+        unchanged if frame is None else frame,
         records_html(snap),
         reasons_html(snap),
         lags_html(lags, lag_source),

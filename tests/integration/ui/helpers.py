@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,15 @@ def text_of(driver: Any, element_id: str) -> str | None:
 def count(driver: Any) -> int:
     text = text_of(driver, "sw-count")
     return int(text.replace(",", "")) if text and text.replace(",", "").isdigit() else -1
+
+
+def plot_drawn(driver: Any, element_id: str = "sw-mix") -> bool:
+    """The plot shows lines and axes on screen (a screenshot of it has many dark pixels below its title)."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(driver.find_element("id", element_id).screenshot_as_png)).convert("L")
+    width, height = image.size
+    return sum(1 for p in image.crop((0, 40, width, height)).getdata() if p < 160) > 500
 
 
 def wait_page(driver: Any, what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:

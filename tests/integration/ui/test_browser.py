@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.integration.stream.harness import worker_settings
-from tests.integration.ui.helpers import count, start_app, text_of, ui_settings, wait_page
+from tests.integration.ui.helpers import count, plot_drawn, start_app, text_of, ui_settings, wait_page
 from tests.support.kafka_utils import create_topic, produce_values
 from worker.app import Worker
 from worker.broker import EmbeddedBroker, free_port
@@ -125,6 +125,8 @@ def test_missing_topic_dead_worker_and_broker_outage_show_and_recover(browser: A
         assert f"the worker at {dead} does not answer" in _try_it(browser, TEXT)
         produce_values(bootstrap, "ui-out", _enriched(3))
         wait_page(browser, "3 records", lambda: count(browser) == 3)
+        # The page was opened before any record: the plot must still draw once records come.
+        wait_page(browser, "the label-mix plot drawn", lambda: plot_drawn(browser))
 
         ui_broker.stop()
         wait_page(browser, "the broker's outage", status_has(f"Kafka at {bootstrap} is unreachable"))

@@ -7,6 +7,7 @@ import re
 import threading
 import tomllib
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -19,7 +20,7 @@ from worker.ui import UI_PACKAGES
 from worker.ui.classify import ClassifyError, HttpClassifier, Verdict, classify_text
 from worker.ui.data import LiveRecord, LiveStats
 from worker.ui.feed import LagFeed, Status
-from worker.ui.page import records_html, render, stats_html, status_html, try_it_html, verdict_html
+from worker.ui.page import mix_frame, records_html, render, stats_html, status_html, try_it_html, verdict_html
 
 pytestmark = pytest.mark.unit
 
@@ -33,7 +34,7 @@ def _stats() -> LiveStats:
 
 def test_fragments_carry_the_ids_and_escape_the_text() -> None:
     snap = _stats().snapshot(101.0)
-    status, stats, frame, records, reasons, lags = render(snap, [Status(False, "Kafka <down>", 0.0)], None, None)
+    status, stats, frame, records, reasons, lags = render(snap, [Status(False, "Kafka <down>", 0.0)], None, None, 101.0)
     assert 'class="sw-error"' in status and "Kafka &lt;down&gt;" in status
     assert re.search(r'id="sw-count">1<', stats) and re.search(r'id="sw-dead">1<', stats)
     assert re.search(r'id="sw-lag">–<', stats) and re.search(r'id="sw-e2e-p50">30.0 ms<', stats)
@@ -41,6 +42,18 @@ def test_fragments_carry_the_ids_and_escape_the_text() -> None:
     assert "out/1@9" in records and 'data-reason="invalid_json"' in reasons
     assert "--metrics-url" in lags
     assert list(frame.columns) == ["time", "label", "records"]
+    assert frame.to_dict("records") == [{"time": datetime(1970, 1, 1, 0, 1, 41), "label": "POSITIVE", "records": 0}]
+
+
+def test_the_plot_is_left_alone_before_any_record_and_shows_buckets_after() -> None:
+    keep = object()
+    assert render(LiveStats().snapshot(50.0), [], None, None, 50.0, unchanged=keep)[2] is keep
+    stats = LiveStats(bucket_s=2.0)
+    for t in (10.5, 11.0, 12.2):
+        stats.add(LiveRecord("o", 0, 0, "t", "NEGATIVE", 0.8, t, None, None))
+    frame = mix_frame(stats.snapshot(14.5), 14.5)
+    assert frame is not None
+    assert [(r["time"].second, r["records"]) for r in frame.to_dict("records")] == [(10, 2), (12, 1)]
 
 
 def test_lag_card_sums_partitions() -> None:
