@@ -25,6 +25,7 @@ STAGES = ["source", "decode", "batcher", "infer", "encode", "sink", "commit", "r
 SHARED = {
     *("types", "offsets", "kafka_compat", "ports", "stats", "timing", "watch", "budget", "guard", "mend", "cluster"),
     "swap",
+    "partition",
 }
 
 

@@ -1,13 +1,13 @@
 """Memory: the budget of records awaiting the broker's acks, and the bound of what the worker holds.
 
 kafka-python 3 has no ``buffer_memory``: its producer queues whatever it is given. So the worker bounds what awaits
-the broker's acknowledgement itself (``producer_buffer_bytes``). :class:`BudgetedProducer` charges every record
-it sends (:meth:`AckBudget.cost`: ``RECORD_COPIES`` × its size + a per-record overhead, which covers the record in
+the broker's acknowledgement itself (``producer_buffer_bytes``). The sink (``sink.py``) charges every record it
+sends (:meth:`AckBudget.cost`: ``RECORD_COPIES`` × its size + a per-record overhead, which covers the record in
 the producer's batch, the output and source records the delivery callbacks keep, its decoded text and token ids and
 the Python objects around them) until its future is answered. Outputs wait for room before they are sent
-(:func:`when_room`): the encode queue fills, then the inference queue, and the consumer's partitions are paused
-(:func:`acks_full` pauses them too, for dead letters, which are charged but never wait: they are sent from the poll
-loop). So, above an idle worker, the worker holds at most :func:`memory_bound` bytes.
+(:meth:`AckBudget.wait_for_room`): the encode queue fills, then the inference queue, and the consumer's partitions
+are paused (a full budget pauses them too, for dead letters, which are charged but never wait: they are sent from
+the poll loop). So, above an idle worker, the worker holds at most :func:`memory_bound` bytes.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from worker.observability import get_logger
 from worker.settings import Settings
 from worker.stream.types import headers_size
 
 log = get_logger(__name__)
-
-T = TypeVar("T")
 
 RECORD_COPIES = 4  # output in the producer's batch + output value + source value + its decoded text
 RECORD_OVERHEAD_BYTES = 4_096  # Python objects of one record on its way (record, item, payload, future, callbacks)
@@ -43,6 +40,7 @@ class AckBudget:
         self.peak = 0
         self.waits = 0  # times an output had to wait for room
         self._cond = threading.Condition()
+        self._waiting = 0  # threads in wait_for_room: a release wakes them only when there are any
         self._last_log = 0.0
 
     @classmethod
@@ -50,7 +48,11 @@ class AckBudget:
         return cls(settings.producer_buffer_bytes, RECORD_OVERHEAD_BYTES + TOKEN_BYTES * settings.max_length)
 
     def cost(self, value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None) -> int:
-        return RECORD_COPIES * (len(value or b"") + len(key or b"") + headers_size(headers)) + self.per_record
+        return self.size_cost(len(value or b"") + len(key or b"") + headers_size(headers))
+
+    def size_cost(self, size: int) -> int:
+        """The charge for a record of ``size`` bytes (value + key + headers)."""
+        return RECORD_COPIES * size + self.per_record
 
     def charge(self, cost: int) -> None:
         with self._cond:
@@ -60,7 +62,8 @@ class AckBudget:
     def release(self, cost: int) -> None:
         with self._cond:
             self.used -= cost
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
     def full(self) -> bool:
         return self.limit is not None and self.used >= self.limit
@@ -75,58 +78,15 @@ class AckBudget:
             if now - self._last_log >= FULL_LOG_INTERVAL_S:
                 self._last_log = now
                 log.info("awaiting_acks_full", bytes=self.used, limit=self.limit, note="outputs wait for acks")
-            while self.used and self.used + cost > self.limit:
-                if cancelled():
-                    return False
-                self._cond.wait(0.1)
+            self._waiting += 1
+            try:
+                while self.used and self.used + cost > self.limit:
+                    if cancelled():
+                        return False
+                    self._cond.wait(0.1)
+            finally:
+                self._waiting -= 1
             return True
-
-
-class BudgetedProducer:
-    """A KafkaProducer whose sends are charged to ``budget`` until their futures are answered."""
-
-    def __init__(self, producer: Any, budget: AckBudget) -> None:
-        self.producer = producer
-        self.budget = budget
-
-    def send(self, topic: str, value: Any = None, key: Any = None, headers: Any = None, **kwargs: Any) -> Any:
-        cost = self.budget.cost(value, key, headers)
-        self.budget.charge(cost)
-        try:
-            future = self.producer.send(topic, value=value, key=key, headers=headers, **kwargs)
-        except BaseException:
-            self.budget.release(cost)
-            raise
-        future.add_both(lambda _result: self.budget.release(cost))
-        return future
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.producer, name)
-
-
-def _budget(sink: Any) -> AckBudget | None:
-    budget = getattr(getattr(sink, "producer", None), "budget", None)
-    return budget if isinstance(budget, AckBudget) else None
-
-
-def when_room(sink: Any, send: Callable[[T], None]) -> Callable[[T], None]:
-    """``send`` (an output: ``value``, ``key``, ``headers``), once the sink's budget has room for it; not at all
-    if the sink's ``stopping`` event is set meanwhile (a forced stop or a restart: the record stays uncommitted)."""
-    budget = _budget(sink)
-    if budget is None:
-        return send
-
-    def send_when_room(out: Any) -> None:
-        if budget.wait_for_room(budget.cost(out.value, out.key, out.headers), sink.stopping.is_set):
-            send(out)
-
-    return send_when_room
-
-
-def acks_full(sink: Any) -> bool:
-    """True while the sink's budget is spent (the poll loop pauses the consumer)."""
-    budget = _budget(sink)
-    return budget is not None and budget.full()
 
 
 # ---- the bound -------------------------------------------------------------------------------------------------

@@ -161,4 +161,6 @@ class Decoder:
                 )
             text = text[: self.max_text_chars]
             truncated = True
-        return Item(record=record, payload=payload, text=text, received=received, truncated=truncated)
+        return Item(
+            record=record, payload=payload, text=text, received=received, truncated=truncated, header_bytes=header_bytes
+        )

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from worker.records import (
     HEADER_HEADERS_MENDED,
@@ -39,6 +40,7 @@ class OutRecord:
     partition: int | None
     item: Item
     label: str
+    size: int = 0  # bytes of value + key + headers (what the ack budget charges for)
 
 
 class Encoder:
@@ -79,21 +81,29 @@ class Encoder:
         if len(items) != len(probs):
             raise ValueError(f"{len(items)} items but {len(probs)} predictions")
         labels, model_meta, model_headers = self._model(scorer)
+        model_header_bytes = sum(len(k) + len(v) for k, v in model_headers)
         now = time.time()
         processed_at = datetime.fromtimestamp(now, UTC).isoformat()
-        best = probs.argmax(axis=1).tolist()
+        # per batch: the winning column, its label, its score and the score header, for every row at once
+        best = probs.argmax(axis=1)
+        top_scores = probs[np.arange(len(best)), best].tolist()
         rows = probs.tolist()
+        score_headers = [f"{score:.6f}".encode() for score in top_scores]
+        label_names = [labels[i] for i in best.tolist()]
+        label_bytes = {label: label.encode() for label in labels}
+        # bytes of the headers every output gets: the model's, the label's and the score's (names + values)
+        own_header_bytes = {
+            label: model_header_bytes + len(HEADER_LABEL) + len(value) + len(HEADER_SCORE)
+            for label, value in label_bytes.items()
+        }
+        topic_for = self.topic_for
+        by_source = self.by_source_partition
         out: list[OutRecord] = []
-        for item, row, top in zip(items, rows, best, strict=True):
+        columns = zip(items, rows, label_names, top_scores, score_headers, strict=True)
+        for item, row, label, score, score_header in columns:
             record = item.record
-            label = labels[top]
-            score = row[top]
             payload = dict(item.payload)
-            payload["sentiment"] = {
-                "label": label,
-                "score": score,
-                "scores": dict(zip(labels, row, strict=True)),
-            }
+            payload["sentiment"] = {"label": label, "score": score, "scores": dict(zip(labels, row, strict=True))}
             payload["sentiment_meta"] = {
                 "schema_version": SCHEMA_VERSION,
                 "model": model_meta,
@@ -107,21 +117,27 @@ class Encoder:
                 "latency_ms": round(max(0.0, now - item.received) * 1000.0, 3),
                 "truncated": item.truncated,
             }
-            headers, mended = producible_headers(record.headers, "x-sentiment-")
-            if mended:
-                headers.append((HEADER_HEADERS_MENDED, mended.encode()))
-            headers.append((HEADER_LABEL, label.encode()))
-            headers.append((HEADER_SCORE, f"{score:.6f}".encode()))
+            if record.headers:
+                headers, mended = producible_headers(record.headers, "x-sentiment-")
+                if mended:
+                    headers.append((HEADER_HEADERS_MENDED, mended.encode()))
+            else:
+                headers = []
+            headers.append((HEADER_LABEL, label_bytes[label]))
+            headers.append((HEADER_SCORE, score_header))  # own_header_bytes counts 8 bytes for it: 0.xxxxxx
             headers.extend(model_headers)
+            value = dumps(payload)
+            key = record.key
             out.append(
                 OutRecord(
-                    topic=self.topic_for(record.topic, label),
-                    key=record.key,
-                    value=json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+                    topic=topic_for(record.topic, label),
+                    key=key,
+                    value=value,
                     headers=headers,
-                    partition=record.partition if self.by_source_partition else None,
+                    partition=record.partition if by_source else None,
                     item=item,
                     label=label,
+                    size=len(value) + (len(key) if key else 0) + item.header_bytes + own_header_bytes[label] + 8,
                 )
             )
         return out
@@ -168,6 +184,15 @@ class EncodeStage:
                 except Exception as exc:
                     self.on_failed(item, repr(exc))
             return outs
+
+
+def dumps(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON (non-ASCII as is), through orjson; the standard library for what orjson refuses (integers
+    beyond 64 bits) and for the error a value that can't be JSON raises (e.g. a lone surrogate)."""
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _model_headers(meta: dict[str, Any]) -> list[tuple[str, bytes]]:

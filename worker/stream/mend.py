@@ -62,6 +62,8 @@ def _name(key: Any) -> tuple[str, str | None]:
 def producible_headers(headers: Sequence[tuple[Any, Any]] | None, drop_prefix: str) -> tuple[Headers, str | None]:
     """``headers`` as ``KafkaProducer.send`` takes them, without names starting with ``drop_prefix`` (the worker's
     own headers are set afresh), and what was changed (``None`` when nothing was)."""
+    if not headers:
+        return [], None
     changes: dict[str, int] = {}
     escaped = kafka_compat.escaped_header_keys(headers)
     if escaped:

@@ -31,7 +31,6 @@ from worker.observability import get_logger
 from worker.records import ErrorType
 from worker.settings import Settings
 from worker.stream.batcher import Batcher
-from worker.stream.budget import acks_full, when_room
 from worker.stream.cluster import Cluster
 from worker.stream.commit import Committer
 from worker.stream.decode import Decoder
@@ -175,6 +174,7 @@ class Runner:
             if batch is not None:
                 self.inbox.add([batch])
             self._push_ready()
+            self.stats.flush()  # acknowledged outputs → metrics
             self.committer.tick(self.source, skip=self.broker.unreachable)  # in an outage a commit can't land
             self.broker.tick(self.source)
             self.cluster.tick(self.source)  # hold input topics whose output topics are missing
@@ -198,7 +198,7 @@ class Runner:
     def _push_ready(self) -> None:
         """batcher → infer: move ready batches into the bounded inference queue; pause/resume the consumer on
         backpressure."""
-        backlog = self.inbox.push() or acks_full(self.sink)  # a full ack budget pauses too (dead letters)
+        backlog = self.inbox.push() or (self.sink is not None and self.sink.acks_full())  # dead letters fill it too
         assert self.source is not None
         if (backlog or self._infer_down.is_set()) and not self.source.paused:
             paused = self.source.pause_all()
@@ -260,7 +260,7 @@ class Runner:
         encode = EncodeStage(
             self.encoder,
             self.out_q,
-            send=when_room(sink, sink.send_output),  # outputs wait while producer_buffer_bytes await acks
+            send=sink.send_output,  # outputs wait while producer_buffer_bytes await acks
             on_failed=lambda item, error: sink.dead_letter(item.record, ErrorType.ENCODE_FAILED, error),
         )
         return infer, encode

@@ -58,7 +58,7 @@ from worker.records import (
 )
 from worker.settings import Settings
 from worker.stream import kafka_compat
-from worker.stream.budget import AckBudget, BudgetedProducer
+from worker.stream.budget import AckBudget
 from worker.stream.cluster import new_client
 from worker.stream.encode import OutRecord
 from worker.stream.mend import (
@@ -69,6 +69,7 @@ from worker.stream.mend import (
     refusal_hint,
     topic_name_problem,
 )
+from worker.stream.partition import CachingPartitioner
 from worker.stream.types import SourceRecord, headers_size
 
 log = get_logger(__name__)
@@ -78,6 +79,11 @@ HEADER_DLQ_TRUNCATED = DLQ_HEADER_VALUE_TRUNCATED
 HEADER_DLQ_KEY_TRUNCATED = DLQ_HEADER_KEY_TRUNCATED
 HEADER_DLQ_HEADERS_DROPPED = DLQ_HEADER_HEADERS_DROPPED
 
+# Bytes per producer batch (per output partition). Measured with the near-free model (benchmarks/ceiling.py, per-thread
+# CPU): the producer's IO thread took 40 µs per message at kafka-python's default of 16 KiB (~27 outputs a batch),
+# 19 µs at 64 KiB and 16 µs at 256 KiB: fewer, larger produce requests. A batch grows as records arrive (nothing is
+# allocated up front) and is sent at linger_ms anyway, so a light load sees no difference.
+PRODUCER_BATCH_BYTES = 262_144
 DoneCallback = Callable[[SourceRecord, OutRecord | None], None]
 # The idempotent producer lost its sequence state (e.g. the cluster lost its data): the record is not to blame,
 # and resending it with the same producer could reorder it. The pipeline starts over with a new producer.
@@ -93,7 +99,9 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "compression_type": None if settings.compression_type == "none" else settings.compression_type,
         "linger_ms": settings.linger_ms,
         "max_request_size": settings.producer_max_request_size,
-        "batch_size": min(16_384, settings.producer_max_request_size),  # kafka-python's default, never above a request
+        "batch_size": min(PRODUCER_BATCH_BYTES, settings.producer_max_request_size),  # never above a request
+        # the default key hashing (murmur2), computed once per key: kafka-python's hashes every record in Python
+        "partitioner": CachingPartitioner(),
         "reconnect_backoff_max_ms": settings.reconnect_backoff_max_ms,
         # Bounded blocking on metadata (a missing topic, an unreachable cluster); the sink retries and logs.
         "max_block_ms": settings.producer_max_block_ms,
@@ -115,8 +123,10 @@ class Sink:
         on_fatal: Callable[[BaseException], None],
         on_dead_letter: Callable[[str], None] | None = None,
         stopping: threading.Event | None = None,
+        budget: AckBudget | None = None,
     ) -> None:
         self.producer = producer
+        self.budget = budget or AckBudget(None)  # bytes awaiting acks (budget.py); unbounded: counted only
         self.dlq_topic = dlq_topic
         self.worker = worker
         self.on_done = on_done
@@ -134,30 +144,47 @@ class Sink:
 
     @classmethod
     def create(cls, settings: Settings, **kwargs: Any) -> Sink:
-        producer = BudgetedProducer(
-            new_client(KafkaProducer, producer_config(settings)), AckBudget.from_settings(settings)
-        )
+        producer = new_client(KafkaProducer, producer_config(settings))
         try:
             kafka_compat.check_producer(producer)  # now, not when a delivery fails
-            return cls(producer, dlq_topic=settings.dlq_topic, worker=worker_id(settings), **kwargs)
+            return cls(
+                producer,
+                dlq_topic=settings.dlq_topic,
+                worker=worker_id(settings),
+                budget=AckBudget.from_settings(settings),
+                **kwargs,
+            )
         except BaseException:
             producer.close(timeout=0)
             raise
 
     # -- output --------------------------------------------------------------------------------------
     def send_output(self, out: OutRecord) -> None:
-        record = out.item.record
+        """Send one output once the ack budget has room for it (not at all if stopping meanwhile: the record stays
+        uncommitted); ``on_done`` when the broker acknowledged it, dead-lettered if it can't be written."""
+        cost = self.budget.size_cost(out.size)
+        if not self.budget.wait_for_room(cost, self.stopping.is_set):
+            return
         try:
-            future = self._send(out.topic, out.key, out.value, out.headers, out.partition)
+            future = self._send(out.topic, out.key, out.value, out.headers, out.partition, cost)
         except (KafkaError, ValueError, TypeError) as exc:
-            self._output_failed(record, out.topic, exc, "output record rejected by producer")
+            self._output_failed(out.item.record, out.topic, exc, "output record rejected by producer")
             return
-        if future is None:  # stopping before it could be sent: stays uncommitted
-            return
-        future.add_callback(lambda _meta: self.on_done(record, out))
-        future.add_errback(
-            lambda exc: self._defer(lambda: self._output_failed(record, out.topic, exc, "output record not delivered"))
-        )
+        if future is not None:  # None: stopping before it could be sent, stays uncommitted
+            future.add_both(self._output_answered, out, cost)  # one callback per record, both ways
+
+    def _output_answered(self, out: OutRecord, cost: int, result: Any) -> None:
+        """The broker's answer for an output (producer IO thread): metadata, or the exception it failed with."""
+        self.budget.release(cost)
+        if isinstance(result, BaseException):
+            record = out.item.record
+            self._defer(lambda: self._output_failed(record, out.topic, result, "output record not delivered"))
+        else:
+            self.on_done(out.item.record, out)
+
+    def acks_full(self) -> bool:
+        """True while the ack budget is spent (the poll loop pauses the consumer)."""
+        return self.budget.full()
 
     def _output_failed(self, record: SourceRecord, topic: str, exc: BaseException, what: str) -> None:
         if not self._not_the_records_fault(exc, topic):
@@ -261,15 +288,24 @@ class Sink:
             else:  # even the cut-down dead letter: the dead-letter topic won't take this record in any form
                 self._cluster_refused(topic, exc, " (a dead letter cut down to 64 KiB was refused too)")
 
+        cost = self.budget.cost(value, key, headers)  # charged, never waits: dead letters come from the poll loop
         try:
-            future = self._send(topic, key, value, headers, None)
+            future = self._send(topic, key, value, headers, None, cost)
         except (KafkaError, ValueError, TypeError) as exc:
             failed(exc)
             return
         if future is None:
             return
-        future.add_callback(lambda _meta: (self.on_dead_letter(error_type.value), self.on_done(record, None)))
-        future.add_errback(lambda exc: self._defer(lambda: failed(exc)))
+
+        def answered(result: Any) -> None:
+            self.budget.release(cost)
+            if isinstance(result, BaseException):
+                self._defer(lambda: failed(result))
+            else:
+                self.on_dead_letter(error_type.value)
+                self.on_done(record, None)
+
+        future.add_both(answered)
 
     def _cut_down(
         self,
@@ -330,8 +366,10 @@ class Sink:
         value: bytes | None,
         headers: list[tuple[str, bytes]],
         partition: int | None,
+        cost: int,
     ) -> Any:
-        """producer.send, retrying while the cluster is unreachable (metadata timeouts) until stopping.
+        """producer.send, retrying while the cluster is unreachable (metadata timeouts) until stopping; the record
+        is charged ``cost`` to the ack budget once sent (the caller's callback releases it). None: stopping.
 
         A topic name that can't exist raises :class:`InvalidTopicError` (kafka-python would raise a ValueError that
         looks like any record's).
@@ -343,9 +381,11 @@ class Sink:
             raise InvalidTopicError(f"not a valid topic name: {problem}")
         backoff = 0.5
         while True:
+            self.budget.charge(cost)
             try:
                 return self.producer.send(topic, value=value, key=key, headers=headers, partition=partition)
             except KafkaTimeoutError as exc:
+                self.budget.release(cost)
                 if self.stopping.is_set():
                     return None
                 now = time.monotonic()
@@ -354,6 +394,9 @@ class Sink:
                     log.warning("produce_blocked", topic=topic, error=str(exc), retry_in_s=backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except BaseException:
+                self.budget.release(cost)
+                raise
 
     def flush(self, timeout_s: float | None = None) -> bool:
         try:

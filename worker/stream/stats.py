@@ -2,7 +2,8 @@
 
 The summary logs (``throughput``, ``worker_stopped``) read :meth:`RunStats.snapshot`; the Prometheus metrics get
 the same events through :class:`~worker.stream.ports.PipelineMetrics`. Thread-safe: the poll loop, the inference
-thread and the producer's IO thread all count.
+thread and the producer's IO thread all count. Acknowledged outputs, counted one by one on the producer's IO
+thread, reach the metrics in batches (:meth:`RunStats.flush`, called by the poll loop and by :meth:`snapshot`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class RunStats:
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _unflushed: list[tuple[str, float]] = field(default_factory=list, repr=False)  # (topic, latency) not yet in metrics
 
     def count_consumed(self, records: Sequence[SourceRecord]) -> None:
         """Records taken from the input topics (one poll may span several topics: counted per topic)."""
@@ -61,8 +63,17 @@ class RunStats:
             self.produced += 1
             self.labels[label] += 1
             self.latencies.append(latency_s)
-        self.metrics.record_produced(topic, 1)
-        self.metrics.observe_latencies([latency_s])
+            self._unflushed.append((topic, latency_s))
+
+    def flush(self) -> None:
+        """Hand the outputs counted since the last flush to the metrics, per topic and as one set of latencies."""
+        with self._lock:
+            if not self._unflushed:
+                return
+            done, self._unflushed = self._unflushed, []
+        for topic, n in Counter(topic for topic, _ in done).items():
+            self.metrics.record_produced(topic, n)
+        self.metrics.observe_latencies([latency for _, latency in done])
 
     def count_dead_letter(self, reason: str) -> None:
         """One dead-letter record acknowledged by the broker."""
@@ -72,6 +83,7 @@ class RunStats:
         self.metrics.record_dead_letter(reason)
 
     def snapshot(self) -> dict[str, Any]:
+        self.flush()
         with self._lock:
             elapsed = max(1e-9, time.monotonic() - self.started)
             lat = np.array(self.latencies) if self.latencies else None

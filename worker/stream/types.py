@@ -50,6 +50,7 @@ class Item:
     truncated: bool = False
     reply: Reply | None = None
     vocab: str = ""  # the tokenizer that made ``ids`` (a model's ``vocab``); "": not known, never re-tokenised
+    header_bytes: int = 0  # bytes of the record's headers (names + values)
 
     @property
     def tokens(self) -> int:

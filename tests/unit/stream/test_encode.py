@@ -45,3 +45,17 @@ def test_length_mismatch_is_an_error() -> None:
     enc = Encoder(labels=["A", "B"], model_meta=META, output_topic="{topic}.s")
     with pytest.raises(ValueError):
         enc.encode([item(0)], np.zeros((2, 2)))
+
+
+def test_values_orjson_cannot_write_go_through_the_standard_library_and_sizes_are_counted() -> None:
+    enc = Encoder(labels=["NEGATIVE", "POSITIVE"], model_meta=META, output_topic="{topic}.s")
+    big, plain = item(0), item(1)
+    big.payload = {"text": "great", "id": 2**70, "name": "é"}  # beyond 64 bits: orjson refuses it
+    plain.payload = {"text": "fine", "v": 1.5}
+    plain.record = Rec(offset=1, key=b"k", headers=[])
+    plain.header_bytes = 30  # what decode counted of the input's headers
+    outs = enc.encode([big, plain], np.array([[0.1, 0.9], [0.6, 0.4]], dtype=np.float32))
+    assert json.loads(outs[0].value)["id"] == 2**70 and "é" in outs[0].value.decode("utf-8")
+    assert [json.loads(o.value)["sentiment"]["label"] for o in outs] == ["POSITIVE", "NEGATIVE"]
+    assert dict(outs[1].headers)["x-sentiment-score"] == b"0.600000"
+    assert outs[1].size == len(outs[1].value) + 1 + 30 + sum(len(k) + len(v) for k, v in outs[1].headers)
