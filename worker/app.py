@@ -15,6 +15,7 @@ model: a changed one is loaded beside the serving one, checked and swapped in wi
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -39,6 +40,11 @@ def load_model(exported: Path, settings: Settings) -> SentimentModel:
     """The exported model in an ONNX Runtime session configured by the settings (device, threads, length)."""
     from worker.model.runtime import SentimentModel  # imports onnxruntime: only when a command needs the model
 
+    # The fast tokenizer's whole-batch encode runs on the poll thread with the GIL released; its own thread pool
+    # (Rayon) cost 62 µs of CPU per tweet against 47 µs on one thread, measured with the worker's other threads
+    # busy on 2 cores: the cores are better spent on them (and on other worker processes). Set
+    # TOKENIZERS_PARALLELISM=true to have it back.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return SentimentModel.load(
         Path(exported).resolve(),  # a symlink's target: a reload after the link moved finds this model's files
         device=settings.device,

@@ -1,7 +1,9 @@
 """Decode/validate stage: Kafka record bytes → a valid :class:`Item` with token ids, or a :class:`Rejected`.
 
 Per message: size check (value + key + headers), UTF-8 decode, JSON parse and field checks (that work is per
-message by nature).
+message by nature). JSON is parsed by orjson where its result is the standard library's (no digit run of 16 or more:
+orjson turns integers beyond 64 bits into floats); anything orjson refuses goes through the standard library, so a
+bad record gets the same reason and message either way.
 Per poll batch: one tokenizer call for all valid texts of the poll (fast tokenizer, ``encode_batch``).
 """
 
@@ -9,9 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import orjson
 
 from worker.records import ErrorType
 from worker.settings import Settings
@@ -19,6 +24,19 @@ from worker.stream.types import Item, Rejected, SourceRecord, record_size
 
 # (ids, truncated) or (ids, truncated, vocab): ``vocab`` names the tokenizer (``swap.ModelSlot.tokenize``)
 Tokenize = Callable[[Sequence[str]], tuple[Any, ...]]
+
+
+_LONG_DIGITS = re.compile(rb"\d{16}")
+
+
+def _fast_loads(value: bytes) -> Any:
+    """orjson's parse of ``value`` when it equals the standard library's, else ``None`` (then the stdlib decides)."""
+    if _LONG_DIGITS.search(value) is not None:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _reject_constant(name: str) -> float:
@@ -118,16 +136,22 @@ class Decoder:
             )
         if not value:
             return Rejected(record, ErrorType.EMPTY_VALUE, "record value is null or empty")
-        try:
-            decoded = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return Rejected(record, ErrorType.INVALID_UTF8, str(exc))
+        fast = None if self.input_format == "text" else _fast_loads(value)
+        if fast is None:
+            try:
+                decoded = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return Rejected(record, ErrorType.INVALID_UTF8, str(exc))
         if self.input_format == "text":
             payload: dict[str, Any] = {"text": decoded}
             text: Any = decoded
         else:
             try:
-                payload = json.loads(decoded, parse_constant=_reject_constant, parse_float=_finite_float)
+                payload = (
+                    fast
+                    if fast is not None
+                    else json.loads(decoded, parse_constant=_reject_constant, parse_float=_finite_float)
+                )
             except RecursionError:
                 return Rejected(record, ErrorType.INVALID_JSON, "JSON nested too deeply")
             except ValueError as exc:  # JSONDecodeError, huge ints, NaN/Infinity
