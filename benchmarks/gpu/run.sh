@@ -30,12 +30,19 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import onnxruntime, p
   fi
 fi
 PYV="$VENV/bin/python"
+# Whatever $PY sees (its site-packages, user site; also when $PY is itself a venv's) comes after the venv's own
+# packages, so torch and transformers are the machine's and the carried wheels win where both exist.
+"$PY" - > "$("$PYV" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz-base-python.pth" <<'PY'
+import site, sysconfig
+paths = [*site.getsitepackages(), site.getusersitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+print("\n".join(dict.fromkeys(paths)))
+PY
 # CUDA 13 / cuDNN 9 libraries: the nvidia-* packages torch brought (their lib folders, wherever they lie)
 NV=$("$PYV" - <<'PY'
-import pathlib, site
+import pathlib, sys
 dirs = set()
-for sp in site.getsitepackages():
-    root = pathlib.Path(sp) / "nvidia"
+for entry in sys.path:
+    root = pathlib.Path(entry or ".") / "nvidia"
     if root.is_dir():
         dirs.update(str(p.parent) for p in root.rglob("*.so*") if p.parent.name == "lib")
 print(":".join(sorted(dirs)))
