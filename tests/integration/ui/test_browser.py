@@ -6,12 +6,17 @@
 - the "try it" box gives the label ``sentiment-worker classify`` gives for the same text (and so does the model
   loaded in the app's own process);
 - a topic that doesn't exist, a worker URL that doesn't answer and a broker that goes away each show a message on
-  the page; the app keeps running and recovers when the broker comes back.
+  the page; the app keeps running and recovers when the broker comes back;
+- ``sentiment-worker ui --demo`` as a process serves the whole demo, and Ctrl-C stops it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.reliability.helpers import REPO_ROOT, wait_for
 from tests.integration.stream.harness import worker_settings
 from tests.integration.ui.helpers import count, plot_drawn, start_app, text_of, ui_settings, wait_page
 from tests.support.kafka_utils import create_topic, produce_values
@@ -140,3 +146,28 @@ def test_missing_topic_dead_worker_and_broker_outage_show_and_recover(browser: A
         wait_page(browser, "records after the outage", lambda: count(browser) == 5)
     finally:
         app.close()
+
+
+def test_ui_demo_command_serves_the_whole_demo(browser: Any, tiny_onnx_dir: Path, tmp_path: Path) -> None:
+    """`sentiment-worker ui --demo` as a process: broker, worker, sample stream and page; Ctrl-C stops it all."""
+    port = free_port()
+    log_path = tmp_path / "ui-demo.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "worker", "ui", "--demo", "--port", str(port), "--model",
+                                 str(tiny_onnx_dir), "--device", "cpu"], stdout=log, stderr=subprocess.STDOUT,
+                                cwd=REPO_ROOT, env=env)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for(lambda: f"web app at {url}" in log_path.read_text(), 90, what="the URL printed")
+        browser.get(url)
+        wait_page(browser, "live records", lambda: count(browser) >= 20, timeout=60)
+        wait_page(browser, "a dead letter", lambda: (text_of(browser, "sw-dead") or "0") != "0", timeout=30)
+        assert _try_it(browser, TEXT) in {"POSITIVE", "NEGATIVE"}
+        assert "sw-error" not in browser.find_element("id", "sw-status").get_attribute("innerHTML")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(90)
+    logged = log_path.read_text()
+    assert rc == 0, logged[-3000:]
+    assert "stopping ..." in logged and "Traceback" not in logged
