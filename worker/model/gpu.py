@@ -28,6 +28,7 @@ one, the per-bucket buffers are filled in place (``OrtValue.update_inplace``).
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -79,11 +80,35 @@ def quiet_ort() -> Iterator[None]:
         ort.set_default_logger_severity(_ORT_DEFAULT_LOG_SEVERITY)
 
 
+_preloaded: list[bool] = []
+
+
+def preload_cuda_libraries() -> None:
+    """Once per process, before the first CUDA session: ``onnxruntime.preload_dlls()`` loads the CUDA and cuDNN
+    libraries of the ``nvidia-*`` pip packages (those PyTorch brings) if there are any, so the CUDA provider finds
+    them without ``LD_LIBRARY_PATH``. Best effort: a failure is logged and the session is tried anyway."""
+    if _preloaded:
+        return
+    _preloaded.append(True)
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    said = io.StringIO()  # it prints what it could not load: keep that off the worker's (JSON) stdout
+    try:
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            preload()
+    except Exception as exc:
+        log.debug("cuda_preload_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+    if said.getvalue().strip():
+        log.debug("cuda_preload_output", output=said.getvalue().strip()[:1000])
+
+
 def cuda_session(
     onnx_path: str, options: ort.SessionOptions, device_id: int, *, cuda_graph: bool = False
 ) -> ort.InferenceSession:
     """A session with the CUDA provider first (CPU as ONNX Runtime's fallback). With ``cuda_graph``, a model that
     can't be captured (a node not on CUDA) gets a session without CUDA graphs and a warning, not an error."""
+    preload_cuda_libraries()
     if cuda_graph:
         try:
             providers: list[Any] = [(CUDA, cuda_provider_options(device_id, cuda_graph=True)), CPU]

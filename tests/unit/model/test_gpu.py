@@ -64,7 +64,9 @@ def test_bound_runner_refuses_other_devices() -> None:
         BoundRunner(object(), output_name="logits", num_outputs=2, device="tpu")
 
 
-def test_cuda_session_drops_cuda_graph_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_session_drops_cuda_graph_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     calls: list[dict[str, str]] = []
 
     def fake_session(path: str, options: Any, providers: list[Any]) -> str:
@@ -74,6 +76,15 @@ def test_cuda_session_drops_cuda_graph_with_a_warning(monkeypatch: pytest.Monkey
         return "session"
 
     monkeypatch.setattr(gpu.ort, "InferenceSession", fake_session)
+    preloads: list[int] = []
+
+    def failing_preload() -> None:
+        preloads.append(1)
+        print("Failed to load libcurand.so.10")  # onnxruntime prints this: it must not reach stdout
+        raise OSError("libcudnn.so.9: cannot open shared object file")
+
+    monkeypatch.setattr(gpu.ort, "preload_dlls", failing_preload, raising=False)
+    monkeypatch.setattr(gpu, "_preloaded", [])
     with structlog.testing.capture_logs() as logs:
         assert cuda_session("m.onnx", ort.SessionOptions(), 1, cuda_graph=True) == "session"
     assert [c.get("enable_cuda_graph") for c in calls] == ["1", None]
@@ -82,6 +93,8 @@ def test_cuda_session_drops_cuda_graph_with_a_warning(monkeypatch: pytest.Monkey
     calls.clear()
     assert cuda_session("m.onnx", ort.SessionOptions(), 0) == "session"
     assert len(calls) == 1 and "enable_cuda_graph" not in calls[0]
+    assert preloads == [1]  # once per process, and its failure stopped nothing
+    assert capsys.readouterr().out == ""
 
 
 class _FakeCudaSession:
