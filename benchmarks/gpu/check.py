@@ -46,8 +46,10 @@ class Plan:
     e2e_timeout_s: float
 
 
+# On the H200, within --budget-s 420: model-only ~32 cells of ~1.2 s, variants ~25 s, fp16 validation and the
+# naive consumer ~60 s, which leaves ~4 minutes for the three end-to-end runs (start-up ~15 s each).
 GPU_PLAN = Plan(
-    "cuda", "base", (1, 8, 32, 64, 128, 256, 512, 1024), (8, 256), 1.5, 20.0, 200_000, 16, (1, 4, 8), 4, 100.0
+    "cuda", "base", (1, 8, 32, 64, 128, 256, 512, 1024), (8, 256), 1.0, 15.0, 150_000, 16, (1, 4, 8), 4, 90.0
 )
 SMOKE_PLAN = Plan("cpu", "tiny", (1, 8), (8,), 0.2, 2.0, 3000, 4, (1, 2), 1, 90.0)
 
