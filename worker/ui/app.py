@@ -88,6 +88,10 @@ class LiveApp:
         return self.url
 
     def _launch(self, port: int) -> None:
+        from starlette.middleware import Middleware
+
+        from worker.ui.offline import NoExternalResources
+
         self.blocks.launch(
             server_name=self.options.host,
             server_port=port,
@@ -96,6 +100,7 @@ class LiveApp:
             quiet=True,
             show_api=False,
             inbrowser=False,
+            app_kwargs={"middleware": [Middleware(NoExternalResources)]},
         )
 
     def close(self) -> None:

@@ -85,6 +85,8 @@ def test_live_records_dead_letters_lag_and_try_it(
         rows = browser.find_elements("css selector", "#sw-records tr.sw-record")
         assert rows and {r.get_attribute("data-label") for r in rows} <= {"POSITIVE", "NEGATIVE"}
         assert out in browser.find_element("id", "sw-records").text
+        loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert loaded and not [u for u in loaded if not u.startswith("http://127.0.0.1:")], "nothing from the internet"
 
         produce_values(bootstrap, topic_name, _reviews(100, 30))
         wait_page(browser, "30 more live records", lambda: count(browser) >= first + 30)
