@@ -10,7 +10,9 @@ own spawned process, one after the other in one run:
   ONNX Runtime → numpy softmax → ``json.dumps`` → ``KafkaProducer.send`` (acks=all, idempotent), same model;
 - ``passthrough``: kafka-python consume + produce of the same records (no JSON, no model);
 - ``passthrough_json``: the same plus ``json.loads`` and ``json.dumps`` of each record;
-- ``tokenizer``: the fast tokenizer's whole-batch ``encode_batch`` on the same texts, no Kafka.
+- ``tokenizer``: the fast tokenizer's whole-batch ``encode_batch`` on the same texts, no Kafka;
+- ``processes1`` / ``processes2``: ``sentiment-worker run --processes N`` as the CLI runs it, seen from outside
+  (``benchmarks.ceiling_procs``: outputs counted by a consumer, CPU of the whole process tree).
 
 Each child counts the outputs the broker acknowledged and samples (wall time, the process's CPU time, count)
 every 20 ms. The steady window runs from ``STEADY_FROM`` of the records to the last one (it leaves out process
@@ -252,6 +254,7 @@ def _tokenizer(config: dict[str, Any]) -> Any:
     return {"cpu_us_per_msg": round(best / len(texts) * 1e6, 1), "msgs_per_s": round(len(texts) / wall, 1)}
 
 
+DEFAULT_VARIANTS = ("worker", "loop", "passthrough", "passthrough_json", "tokenizer", "processes1", "processes2")
 VARIANTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "worker": _worker,
     "loop": _loop,
@@ -313,14 +316,21 @@ def pipeline_ceiling(
     *,
     total: int = 40_000,
     partitions: int = 4,
-    variants: tuple[str, ...] = ("worker", "loop", "passthrough", "passthrough_json", "tokenizer"),
+    variants: tuple[str, ...] = DEFAULT_VARIANTS,
     worker_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every variant on the same ``total`` records, one after the other; ratios worker/loop and worker/stack."""
+    from benchmarks.ceiling_procs import run_processes
+
     topic = f"ceiling-{uuid.uuid4().hex[:8]}"
     preload(bootstrap, topic, texts, total, partitions)
     results: dict[str, Any] = {}
     for name in variants:
+        if name.startswith("processes"):
+            n = int(name.removeprefix("processes"))
+            log.info("ceiling_variant", variant=name)
+            results[name] = run_processes(bootstrap, topic, str(model_dir), total, n, worker_settings)
+            continue
         config = {
             "bootstrap": bootstrap,
             "topic": topic,
@@ -333,10 +343,22 @@ def pipeline_ceiling(
         }
         log.info("ceiling_variant", variant=name)
         results[name] = run_variant(name, config)
-        print(f"  {name:18s} {results[name]}", flush=True)
-    worker, loop = results.get("worker", {}), results.get("loop", {})
-    ratios: dict[str, Any] = {}
-    if "msgs_per_s" in worker and "msgs_per_s" in loop:
-        ratios["worker_over_loop_msgs_per_s"] = round(worker["msgs_per_s"] / loop["msgs_per_s"], 2)
-        ratios["worker_over_loop_cpu_per_msg"] = round(worker["cpu_us_per_msg"] / loop["cpu_us_per_msg"], 2)
-    return {"records": total, "partitions": partitions, "cpus": os.cpu_count(), "variants": results, "ratios": ratios}
+    return {
+        "records": total,
+        "partitions": partitions,
+        "cpus": os.cpu_count(),
+        "variants": results,
+        "ratios": ratios(results),
+    }
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    """worker ÷ loop (msg/s and CPU per message), and 2 processes ÷ 1 (msg/s, CPU per message)."""
+    out: dict[str, float] = {}
+    pairs = {"worker_over_loop": ("worker", "loop"), "processes2_over_processes1": ("processes2", "processes1")}
+    for name, (a, b) in pairs.items():
+        ra, rb = results.get(a) or {}, results.get(b) or {}
+        if ra.get("msgs_per_s") and rb.get("msgs_per_s"):
+            out[f"{name}_msgs_per_s"] = round(ra["msgs_per_s"] / rb["msgs_per_s"], 2)
+            out[f"{name}_cpu_per_msg"] = round(ra["cpu_us_per_msg"] / rb["cpu_us_per_msg"], 2)
+    return out

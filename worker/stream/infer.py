@@ -92,6 +92,14 @@ class InferQueue:
         with self._lock:
             return len(self._ready)
 
+    def wait_for_room(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds until the bounded queue has room (the stage took a batch)."""
+        q = self.batches
+        with q.not_full:  # the queue's own condition: get() notifies it
+            if len(q.queue) >= q.maxsize > 0:
+                q.not_full.wait(timeout)
+            return not len(q.queue) >= q.maxsize > 0
+
     def depth(self) -> int:
         """Batches waiting for the stage: queued and ready."""
         return self.batches.qsize() + self.backlog()

@@ -1,12 +1,10 @@
 """The runner wires the stages: source → decode → batcher → infer → encode → sink → commit.
 
-Threads:
-- poll loop (the caller's thread): poll, decode/validate, tokenise per poll, batch, dead-letter bad input,
-  hand full batches to the inference queue, commit acknowledged offsets, log summaries;
-- inference thread (``infer.py``): ONNX Runtime (releases the GIL, so polling and producing overlap with compute);
-- sink thread (``encode.py``'s stage): encode results and send them (async, delivery callbacks ack offsets).
-The queues between them are bounded; when the inference queue is full the consumer's partitions are paused
-(backpressure) and resumed when it drains, while poll() keeps being called.
+Threads: the poll loop (the caller's: poll, decode, tokenise per poll, batch, dead-letter bad input, hand batches to
+the inference queue, commit acknowledged offsets, log summaries); the inference thread (``infer.py``: ONNX Runtime
+releases the GIL, so polling and producing overlap with compute); the sink thread (``encode.py``'s stage: encode and
+send; delivery callbacks ack offsets). The queues between them are bounded; when the inference queue is full the
+consumer's partitions are paused (backpressure) and resumed as soon as the stage takes a batch.
 
 Delivery guarantee (at-least-once): an offset is committed only when every record before it in its partition
 was acknowledged by the broker, to its output topic or to the dead-letter topic (see ``offsets.py``).
@@ -166,8 +164,7 @@ class Runner:
         next_log = time.monotonic() + self.settings.log_interval_s
         while not self._stop.is_set() and self._fatal is None:
             self.health.beat()
-            due = self.batcher.time_until_due()
-            records = self.source.poll(0.1 if due is None else min(0.1, due))
+            records = self._poll()
             if records:
                 self._ingest(records)
             batch = self.batcher.poll_due()
@@ -181,6 +178,17 @@ class Runner:
             if time.monotonic() >= next_log:
                 self._log_summary()
                 next_log = time.monotonic() + self.settings.log_interval_s
+
+    def _poll(self) -> list[SourceRecord]:
+        """The next records, waiting at most until the open batch is due (or 0.1 s). Under backpressure it waits for
+        the inference stage to take a batch instead: a paused consumer's poll() sleeps its whole timeout."""
+        assert self.source is not None
+        due = self.batcher.time_until_due()
+        wait = 0.1 if due is None else min(0.1, due)
+        if self.source.paused and self.inbox.backlog():
+            self.inbox.wait_for_room(wait)
+            return self.source.poll(0)
+        return self.source.poll(wait)
 
     def _ingest(self, records: Sequence[SourceRecord]) -> None:
         """source → decode → batcher: track, count, decode and batch one poll's records; dead-letter bad ones."""
@@ -368,13 +376,8 @@ class Runner:
         self.health.set_assignment(owned, owned == 0)
 
     def _log_summary(self) -> None:
-        snap = self.stats.snapshot()
-        log.info(
-            "throughput",
-            **{k: v for k, v in snap.items() if k not in ("labels", "dlq_reasons")},
-            lag=self.broker.total_lag(),
-            queue=self.inbox.batches.qsize(),
-        )
+        snap = {k: v for k, v in self.stats.snapshot().items() if k not in ("labels", "dlq_reasons")}
+        log.info("throughput", **snap, lag=self.broker.total_lag(), queue=self.inbox.batches.qsize())
 
     # ---- shutdown --------------------------------------------------------------------------------------
     def _shutdown(self) -> int:
@@ -423,8 +426,7 @@ class Runner:
                 break
 
     def _end_stages(self, deadline: Deadline) -> None:
-        """After a drain the stage threads end with their queues; a forced or fatal stop drops what is queued
-        (daemon threads: it doesn't wait for them)."""
+        """After a drain the stage threads end with their queues; a forced or fatal stop drops what is queued."""
         if not self._graceful():
             self._stop_stages(Deadline(0.1))
             return
