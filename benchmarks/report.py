@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.ceiling_report import markdown as ceiling_markdown
 from benchmarks.http_bench import markdown as http_markdown
 from benchmarks.plots import make_plots
 from worker.observability import get_logger
@@ -439,6 +440,7 @@ _BODIES: tuple[tuple[str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("## Targets", _targets),
     ("## Machine", _machine),
     ("## Matrix-multiply ceiling", _ceiling),
+    ("## Pipeline ceiling", ceiling_markdown),
     ("## Model-only grid", _grid),
     ("## End-to-end", _end_to_end),
     ("## Baselines", _baselines),

@@ -18,7 +18,7 @@ from worker.settings import Settings
 
 log = get_logger(__name__)
 
-MODES = ("model", "e2e", "http", "all")
+MODES = ("model", "e2e", "http", "ceiling", "all")
 FULL_GRID_SIZES = {"tweet": 64, "mixed": 64, "review": 32}  # sequences per dataset (≥ the largest batch, 32)
 QUICK_GRID_SIZE = 32
 DATA_GRID_SIZE = 128
@@ -183,7 +183,10 @@ def run(config: BenchConfig) -> dict[str, Any]:
     # ---- models ----------------------------------------------------------------------------------------------
     wanted = list(
         dict.fromkeys(
-            [*(config.models if config.mode != "e2e" else []), *(config.e2e_models if config.mode != "model" else [])]
+            [
+                *(config.models if config.mode not in ("e2e", "ceiling") else []),
+                *(config.e2e_models if config.mode not in ("model", "ceiling") else []),
+            ]
         )
     )
     models: dict[str, BenchModel] = {}
@@ -223,6 +226,23 @@ def run(config: BenchConfig) -> dict[str, Any]:
                 )
             results["model_only"] = grid
             results["sgemm_after"] = machine.sgemm_ceiling(threads=2, repeats=5 if config.quick else 7)
+
+    # ---- pipeline ceiling: the near-free model (benchmarks/ceiling.py) -----------------------------------------------
+    if config.mode in ("ceiling", "all"):
+        from benchmarks.ceiling import run_section
+
+        with _section("pipeline_ceiling", timings):
+            try:
+                results["pipeline_ceiling"] = run_section(
+                    config.cache_dir,
+                    starter_cache=config.starter_cache,
+                    bootstrap=config.bootstrap_servers,
+                    quick=config.quick,
+                    partitions=config.partitions,
+                )
+            except Exception as exc:  # noted in the report; the other sections still run
+                results["notes"].append(f"pipeline ceiling not measured: {exc!r}")
+                log.warning("bench.ceiling_failed", error=repr(exc))
 
     # ---- end to end + baselines ----------------------------------------------------------------------------------
     if config.mode in ("e2e", "http", "all"):

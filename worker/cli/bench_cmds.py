@@ -27,9 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bench.add_argument("--quick", action="store_true", help="Smoke run: tiny sizes (< 3 min). Not for numbers.")
     bench.add_argument(
         "--mode",
-        choices=("model", "e2e", "http", "all"),
+        choices=("model", "e2e", "http", "ceiling", "all"),
         default="all",
-        help="What to run (default all; http: the HTTP API alone and beside a 50%% stream, against model-only).",
+        help="What to run (default all; http: the HTTP API alone and beside a 50%% stream, against model-only; "
+        "ceiling: the pipeline with a near-free model against a plain loop on the same stack).",
     )
     bench.add_argument("--output", type=Path, default=None, help="Report folder (default bench-results/<date>-<time>).")
     bench.add_argument(

@@ -1,0 +1,75 @@
+"""The report's "Pipeline ceiling" section (``results["pipeline_ceiling"]``, from :mod:`benchmarks.ceiling`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+WHAT = {
+    "worker": "`sentiment-worker run`, one process (the worker's defaults)",
+    "loop": "single-threaded loop, same stack (poll → json → tokenizer → ONNX → softmax → json → send)",
+    "passthrough": "kafka-python consume + produce only",
+    "passthrough_json": "… + `json.loads` / `json.dumps`",
+    "tokenizer": "fast tokenizer alone (`encode_batch`, 64 a call)",
+    "processes1": "`run --processes 1` (subprocess, outputs counted outside)",
+    "processes2": "`run --processes 2` (supervisor + 2 workers)",
+}
+
+
+def _f(value: Any) -> str:
+    return "—" if value is None else f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
+
+
+def markdown(results: dict[str, Any]) -> list[str]:
+    section = results.get("pipeline_ceiling") or {}
+    if not section:
+        return ["(not run in this mode)"]
+    variants = section.get("variants", {})
+    lines = [
+        f"Model: {(section.get('model') or {}).get('label', 'near-free model')}. It costs little, so this "
+        f"measures the pipeline: {section.get('records'):,} tweet-like JSON records over {section.get('partitions')} "
+        "partitions, preloaded once; each variant reads them all (its own group and output topic) in its own "
+        "process, one after the other. Steady window: from 20% of the records to the last; CPU is the process's "
+        "own (all threads), cores = CPU ÷ wall time.",
+        "",
+        "| variant | what | msg/s | CPU µs/msg | cores |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in variants.items():
+        if "error" in r and "msgs_per_s" not in r and "cpu_us_per_msg" not in r:
+            lines.append(f"| {name} | {WHAT.get(name, '')} | failed: {str(r['error'])[:120]} | | |")
+            continue
+        lines.append(
+            f"| {name} | {WHAT.get(name, '')} | {_f(r.get('msgs_per_s'))} | {_f(r.get('cpu_us_per_msg'))} "
+            f"| {_f(r.get('cores'))} |"
+        )
+    ratios = section.get("ratios", {})
+    lines += ["", "Ratios (same run, same records):", ""]
+    for key, value in ratios.items():
+        lines.append(f"- {key.replace('_', ' ')}: **{value:.2f}×**")
+    worker = variants.get("worker", {})
+    by_thread = worker.get("threads_cpu_us_per_msg") or {}
+    if by_thread:
+        parts = ", ".join(f"{name} {us:.1f}" for name, us in by_thread.items())
+        lines += [
+            "",
+            f"Worker CPU µs per message by thread (`native`: ONNX Runtime's and the tokenizer's pools): {parts}.",
+        ]
+    targets = section.get("targets", {})
+    if worker.get("msgs_per_s"):
+        ok_rate = worker["msgs_per_s"] >= targets.get("msgs_per_s", 0)
+        ok_cpu = worker["cpu_us_per_msg"] <= targets.get("cpu_us_per_msg", float("inf"))
+        loop = variants.get("loop", {}).get("msgs_per_s")
+        beats = loop is not None and worker["msgs_per_s"] >= loop
+        lines += [
+            "",
+            f"Targets, one process: ≥ {targets.get('msgs_per_s'):,} msg/s: **{'met' if ok_rate else 'not met'}**; "
+            f"≤ {targets.get('cpu_us_per_msg')} µs CPU per message: **{'met' if ok_cpu else 'not met'}**; "
+            f"≥ 1.0 × the single-threaded loop: **{'met' if beats else 'not met'}**.",
+        ]
+    if variants.get("processes2", {}).get("msgs_per_s") and (section.get("cpus") or 0) <= 2:
+        lines += [
+            "",
+            f"On {section.get('cpus')} cores shared with the broker and the benchmark's own consumer, two processes "
+            "can't double the rate: the speed-up is capped by the cores, not by the worker.",
+        ]
+    return lines
