@@ -79,4 +79,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     metrics_url = args.metrics_url or (f"{args.worker_url.rstrip('/')}/metrics" if args.worker_url else None)
     options = UiOptions(topics=topics, worker_url=args.worker_url, metrics_url=metrics_url, host=args.host,
                         port=args.port, backlog=args.backlog, demo=args.demo)  # fmt: skip
-    return run_ui(make_settings, options, sys.stdout)
+    from worker.broker import BrokerError
+
+    try:
+        return run_ui(make_settings, options, sys.stdout)
+    except (OSError, BrokerError) as exc:  # the port is taken, the embedded broker can't start, ...
+        print(f"sentiment-worker ui: {exc}", file=sys.stderr)
+        return 1

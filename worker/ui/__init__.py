@@ -7,13 +7,15 @@ box), ``page`` (HTML and the Gradio layout), ``demo_stack`` (broker + worker + s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
 UI_EXTRA = "ui"
 # The distributions of pyproject.toml's [ui] extra besides [http] (a unit test keeps the lists equal).
 UI_PACKAGES: tuple[str, ...] = ("gradio",)
 
 if TYPE_CHECKING:
+    from worker.settings import Settings
     from worker.ui.app import UiOptions
 
 
@@ -25,7 +27,7 @@ def require_ui() -> None:
     require_extra(UI_EXTRA, (*UI_PACKAGES, *HTTP_PACKAGES), "the web app (sentiment-worker ui)")
 
 
-def run_ui(make_settings: Any, options: UiOptions, out: Any) -> int:
+def run_ui(make_settings: Callable[[dict[str, Any]], Settings], options: UiOptions, out: TextIO) -> int:
     """See :func:`worker.ui.app.run_ui` (imported lazily: the data side needs no Gradio)."""
     require_ui()
     from worker.ui.page import gradio

@@ -72,16 +72,16 @@ class LiveApp:
         return try_it_html(lambda t: classify_text(self.classifier, t), text)
 
     def launch(self, note: str = "") -> str:
-        """Start the readers and serve the page (returns at once); the page's URL."""
-        self.feed.start()
-        if self.lag is not None:
-            self.lag.start()
+        """Serve the page and start the readers (returns at once); the page's URL."""
         self.blocks = build_blocks(self.options.title, self.refresh, self.try_it, every_s=self.options.refresh_s,
                                    note=note)  # fmt: skip
         port = self.options.port or free_port(self.options.host)  # Gradio takes no port 0
         with warnings.catch_warnings():  # show_api: Gradio 6.0 renames it; 5.50 has only this name
             warnings.filterwarnings("ignore", message="The 'show_api' parameter", category=DeprecationWarning)
             self._launch(port)
+        self.feed.start()
+        if self.lag is not None:
+            self.lag.start()
         host = "127.0.0.1" if self.options.host in ("0.0.0.0", "::") else self.options.host
         self.url = f"http://{host}:{self.blocks.server_port}/"
         log.info("ui_listening", url=self.url, topics=self.options.topics)

@@ -29,6 +29,11 @@ log = get_logger(__name__)
 
 CHECK_EVERY_S = 2.0  # topic metadata (and so the broker) is checked this often
 RETRY_S = 2.0
+PROBE_S = 3.0  # one bootstrap attempt
+
+
+class BrokerUnreachable(ConnectionError):
+    """No broker of the bootstrap list answered a bounded attempt."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,8 @@ class TopicFeed:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
-        self._thread.join(timeout_s)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout_s)
 
     # ---- the thread ------------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -121,7 +127,11 @@ class TopicFeed:
     def _open(self) -> Any:
         from kafka import KafkaConsumer
 
-        from worker.stream.cluster import new_client
+        from worker.stream.cluster import cluster_answers, new_client
+
+        # One bounded bootstrap attempt first: the consumer's constructor alone waits ~30 s for an absent broker.
+        if not cluster_answers(self.settings, timeout_s=PROBE_S):
+            raise BrokerUnreachable(self.where)
 
         config = {
             **self.settings.kafka_security(),
@@ -176,7 +186,7 @@ class TopicFeed:
 
     def _explain(self, exc: BaseException) -> str:
         name = type(exc).__name__
-        if name in {"NoBrokersAvailable", "KafkaConnectionError", "KafkaTimeoutError"}:
+        if name in {"BrokerUnreachable", "NoBrokersAvailable", "KafkaConnectionError", "KafkaTimeoutError"}:
             return f"Kafka at {self.where} is unreachable ({name}); retrying every {RETRY_S:.0f} s"
         return f"reading Kafka at {self.where} failed: {name}: {str(exc)[:200]}; retrying every {RETRY_S:.0f} s"
 
@@ -222,7 +232,8 @@ class LagFeed:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
-        self._thread.join(timeout_s)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout_s)
 
     def poll_once(self) -> None:
         try:

@@ -192,3 +192,35 @@ sys.exit(main(["ui", "--topics", "a", "--bootstrap-servers", "127.0.0.1:9"]))
     done = run_without_extras(code, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "[ui]" in done.stderr and "sentiment-worker[ui]" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_demo_stream_mixes_in_malformed_records_and_stops_on_request() -> None:
+    from worker.ui.demo_stack import BAD_RECORDS, until, with_bad_records
+
+    good = [(f"k{i}".encode(), b'{"text": "fine"}') for i in range(10)]
+    mixed = list(with_bad_records(iter(good), 4))
+    assert [v for _, v in mixed] == [good[0][1]] * 3 + [BAD_RECORDS[0]] + [good[0][1]] * 3 + [BAD_RECORDS[1]] + [
+        good[0][1]
+    ] * 2
+    assert [k for k, _ in mixed] == [k for k, _ in good]  # keys kept
+    assert list(with_bad_records(iter(good), 0)) == good
+    stop = threading.Event()
+    taken = []
+    for message in until(stop, iter(good)):
+        taken.append(message)
+        if len(taken) == 3:
+            stop.set()
+    assert taken == good[:3]
+
+
+def test_a_port_in_use_is_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rc = main(["ui", "--topics", "a", "--bootstrap-servers", "127.0.0.1:9", "--port", str(port),
+                   "--log-level", "error"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("sentiment-worker ui: ") and "Traceback" not in err
