@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "dead letters by reason and (with --metrics-url) the worker's consumer lag; and a box that classifies a "
         "typed text through the worker's HTTP API (--worker-url) or, without it, the model loaded here (--model). "
         "It reads Kafka without a consumer group and commits nothing. --demo starts the embedded broker, the "
-        "worker and a sample stream first. Ctrl-C stops it. Needs the [ui] extra.",
+        "worker and a sample stream first. Ctrl-C stops it. --http-api-key is the worker's key: the box sends it "
+        "as the bearer token. Needs the [ui] extra.",
     )
     add_common_flags(ui)
     ui.add_argument("--topics", default="", metavar="T1,T2", help="Output and/or dead-letter topics to show.")

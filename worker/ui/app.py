@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from worker.broker import free_port
-from worker.observability import get_logger
+from worker.observability import get_logger, redact_secrets
 from worker.settings import Settings
 from worker.ui.classify import Classifier, HttpClassifier, LocalClassifier, classify_text
 from worker.ui.data import LiveStats
@@ -47,6 +47,7 @@ class LiveApp:
     def __init__(self, settings: Settings, options: UiOptions, classifier: Classifier | None = None) -> None:
         self.settings = settings
         self.options = options
+        redact_secrets(settings.secret_values())  # SASL/TLS passwords, the API key: masked in every log line
         self.stats = LiveStats()
         self.feed = TopicFeed(settings, options.topics, self.stats, backlog=options.backlog)
         self.lag = LagFeed(options.metrics_url) if options.metrics_url else None
