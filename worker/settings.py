@@ -74,12 +74,9 @@ class Settings(BaseSettings):
     ssl_check_hostname: bool = Field(default=True, description="Verify the broker host name against its cert.")
 
     # ---- Topics -----------------------------------------------------------------------------------
-    input_topics: Annotated[list[str], NoDecode] = Field(
-        default=[], description="Input topics, comma-separated (or use input_pattern)."
-    )
-    input_pattern: str | None = Field(
-        default=None, description="Regex of input topics to subscribe to (instead of input_topics)."
-    )
+    input_topics: Annotated[list[str], NoDecode] = Field(default=[], description="Input topics, comma-separated (or use input_pattern).")  # noqa: E501  # fmt: skip
+    input_pattern: str | None = Field(default=None, description="Regex of input topics (instead of input_topics); "
+        "it must not match the output or dead-letter topics, or the worker reads its own output.")  # fmt: skip
     group_id: str = Field(default="sentiment-worker", description="Consumer group id.")
     output_topic: str = Field(
         default="{topic}.sentiment",
