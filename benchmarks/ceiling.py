@@ -5,7 +5,8 @@ so that the model costs almost nothing and what is measured is the pipeline: Kaf
 threads. Every variant reads the same preloaded input topic (its own consumer group, its own output topic) in its
 own spawned process, one after the other in one run:
 
-- ``worker``: ``sentiment-worker run`` (``worker.app.Worker``) with its default settings;
+- ``worker``: ``sentiment-worker run`` (``worker.app.Worker``) with its default settings; ``worker_threads1`` the same
+  with ``threads=1`` (ONNX Runtime on the inference thread alone, no intra-op pool);
 - ``loop``: a single-threaded loop on the same stack: kafka-python poll → ``json.loads`` → ``encode_batch`` →
   ONNX Runtime → numpy softmax → ``json.dumps`` → ``KafkaProducer.send`` (acks=all, idempotent), same model;
 - ``passthrough``: kafka-python consume + produce of the same records (no JSON, no model);
@@ -195,6 +196,10 @@ def _loop(config: dict[str, Any]) -> Any:
     return _kafka_loop(config, transform)
 
 
+def _worker_threads1(config: dict[str, Any]) -> Any:
+    return _worker({**config, "settings": {**config.get("settings", {}), "threads": 1}})
+
+
 def _worker(config: dict[str, Any]) -> Any:
     from worker.app import Worker
     from worker.settings import load_settings
@@ -254,9 +259,13 @@ def _tokenizer(config: dict[str, Any]) -> Any:
     return {"cpu_us_per_msg": round(best / len(texts) * 1e6, 1), "msgs_per_s": round(len(texts) / wall, 1)}
 
 
-DEFAULT_VARIANTS = ("worker", "loop", "passthrough", "passthrough_json", "tokenizer", "processes1", "processes2")
+DEFAULT_VARIANTS = (
+    *("worker", "worker_threads1", "loop", "passthrough", "passthrough_json", "tokenizer"),
+    *("processes1", "processes2"),
+)
 VARIANTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "worker": _worker,
+    "worker_threads1": _worker_threads1,
     "loop": _loop,
     "passthrough": _passthrough,
     "passthrough_json": _passthrough_json,
@@ -268,6 +277,7 @@ def _child(name: str, config: dict[str, Any], conn: Any) -> None:
     from worker.observability import configure_logging
 
     configure_logging("json", "warning")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as the worker runs its tokenizer, in every variant
     try:
         conn.send(VARIANTS[name](config))
     except BaseException as exc:  # reported, not raised: the run goes on with the next variant
@@ -355,7 +365,11 @@ def pipeline_ceiling(
 def ratios(results: dict[str, Any]) -> dict[str, float]:
     """worker ÷ loop (msg/s and CPU per message), and 2 processes ÷ 1 (msg/s, CPU per message)."""
     out: dict[str, float] = {}
-    pairs = {"worker_over_loop": ("worker", "loop"), "processes2_over_processes1": ("processes2", "processes1")}
+    pairs = {
+        "worker_over_loop": ("worker", "loop"),
+        "worker_threads1_over_loop": ("worker_threads1", "loop"),
+        "processes2_over_processes1": ("processes2", "processes1"),
+    }
     for name, (a, b) in pairs.items():
         ra, rb = results.get(a) or {}, results.get(b) or {}
         if ra.get("msgs_per_s") and rb.get("msgs_per_s"):
