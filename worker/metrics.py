@@ -35,16 +35,13 @@ worker_info{version}                       info       package version
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -57,6 +54,7 @@ from prometheus_client import (
 from worker import __version__
 from worker.backlog_metrics import BacklogGauge
 from worker.observability import get_logger
+from worker.probes import probe_handler
 
 log = get_logger(__name__)
 
@@ -416,33 +414,8 @@ class MetricsServer:
 
 
 def _make_handler(metrics: WorkerMetrics, health: HealthState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "sentiment-worker"
-        sys_version = ""
+    def render() -> bytes:
+        metrics.set_health(health)
+        return metrics.render()
 
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0].rstrip("/") or "/"
-            if path == "/metrics":
-                metrics.set_health(health)
-                self._send(HTTPStatus.OK, metrics.render(), CONTENT_TYPE_LATEST)
-            elif path in ("/healthz", "/readyz"):
-                ok, details = health.liveness() if path == "/healthz" else health.readiness()
-                status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
-                self._send(status, json.dumps(details).encode(), "application/json")
-            else:
-                body = json.dumps({"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]})
-                self._send(HTTPStatus.NOT_FOUND, body.encode(), "application/json")
-
-        def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            # Probes and scrapes every few seconds would drown the worker's logs.
-            return
-
-    return Handler
+    return probe_handler(render, lambda path: health.liveness() if path == "/healthz" else health.readiness())

@@ -19,12 +19,11 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,6 +31,7 @@ from prometheus_client.samples import Sample
 
 from worker import __version__
 from worker.observability import get_logger
+from worker.probes import probe_handler
 from worker.supervisor.supervisor import Supervisor
 
 log = get_logger(__name__)
@@ -208,32 +208,4 @@ class SupervisorServer:
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         registry, probe = self.registry, self.probe
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "sentiment-worker"
-            sys_version = ""
-
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0].rstrip("/") or "/"
-                if path == "/metrics":
-                    self._send(HTTPStatus.OK, generate_latest(registry), CONTENT_TYPE_LATEST)
-                elif path in ("/healthz", "/readyz"):
-                    ok, details = probe.verdict(path)
-                    status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
-                    self._send(status, json.dumps(details).encode(), "application/json")
-                else:
-                    body = json.dumps({"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]})
-                    self._send(HTTPStatus.NOT_FOUND, body.encode(), "application/json")
-
-            def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        return Handler
+        return probe_handler(lambda: generate_latest(registry), probe.verdict)
