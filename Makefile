@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format schemas starter bench clean
+.PHONY: install demo ui test test-fast lint format schemas starter bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ install: $(STAMP)  ## create .venv and install the worker with its pinned stack
 
 demo: $(STAMP)  ## embedded broker + offline starter model + sample stream → enriched output
 	$(BIN)/sentiment-worker demo
+
+ui: $(STAMP)  ## the live web app over the demo stream (embedded broker, worker, sample stream), in a browser
+	$(BIN)/sentiment-worker ui --demo
 
 test: $(STAMP)  ## all tests: unit, integration (real broker, real ONNX exports) and slow ones
 	$(BIN)/python -m pytest -q
