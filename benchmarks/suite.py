@@ -175,7 +175,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
         )
     results["notes"].append(
         "ONNX Runtime sessions (model-only grid, baseline (c) and the worker) run with the worker's defaults: "
-        "intra-op threads = all cores, intra-op spinning off (`intra_op_spinning=false`)."
+        "intra-op threads automatic (`threads=0`: one for a model under 1 MFLOP per token, else all cores), intra-op "
+        "spinning off (`intra_op_spinning=false`)."
     )
     if not ds.parquet_supported():
         results["notes"].append("pyarrow is not installed: Parquet input is unavailable (JSONL/CSV/TXT work).")
@@ -299,7 +300,7 @@ def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str
         "inference_batch_size": config.inference_batch_size,
         "max_length": config.max_length,
         "partitions": config.partitions,
-        "threads": config.threads or "all cores",
+        "threads": config.threads or "automatic (0)",
         "session_timeout_ms": e2e_config.session_timeout_ms,
         "heartbeat_interval_ms": e2e_config.heartbeat_interval_ms,
         "length": config.data or config.e2e_length,

@@ -183,7 +183,7 @@ class Settings(BaseSettings):
         default="fp32", description="fp32, o3 (ORT graph optimisation), int8 (dynamic, CPU), fp16 (CUDA only)."
     )
     max_length: int = Field(default=128, gt=2, le=512, description="Max sequence length in tokens.")
-    threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads (0 = all cores).")
+    threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads; 0 = automatic: one for a model under 1 MFLOP per token (its ops are too small to share), all cores otherwise.")  # noqa: E501  # fmt: skip
     intra_op_spinning: bool = Field(
         default=False,
         description="Let ONNX Runtime's intra-op threads busy-wait between ops. Off: the worker's poll, Kafka "

@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bench.add_argument("--partitions", type=int, default=4, help="Partitions of the benchmark topics (default 4).")
     bench.add_argument("--no-baselines", action="store_true", help="Skip the naive and PyTorch eager baselines.")
     bench.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="ONNX Runtime device.")
-    bench.add_argument("--threads", type=int, default=0, help="Intra-op threads (0 = all cores).")
+    bench.add_argument("--threads", type=int, default=0, help="Intra-op threads (0 = automatic, as the worker).")
     bench.add_argument("--max-batch-size", type=int, default=None, help="Worker max_batch_size (default 64).")
     bench.add_argument("--max-wait-ms", type=int, default=None, help="Worker max_wait_ms (default 20).")
     bench.add_argument(

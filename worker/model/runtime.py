@@ -41,6 +41,7 @@ from worker.model.manifest import (
     manifest_path,
     sha256_file,
 )
+from worker.model.threads import intra_op_threads
 from worker.observability import get_logger
 
 log = get_logger(__name__)
@@ -204,7 +205,7 @@ class SentimentModel:
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length=max_length)
         pad_id = _pad_id(tokenizer, config)
-
+        threads = intra_op_threads(threads, config)  # 0: one thread for a small model (threads.py), else all cores
         session = _create_session(
             onnx_file, device=device, device_id=device_id, threads=threads, spinning=spinning, cuda_graph=cuda_graph
         )
