@@ -3,8 +3,8 @@
 A small model's ops are too small to share between threads: the pool's hand-offs then cost more CPU than they save.
 Measured with the near-free benchmark model (DistilBERT, dim 32, one layer, ~16 KFLOP per token) in the worker on
 2 cores: one thread gave 9,130 msg/s at 141.1 µs of CPU per message, all cores 8,447 msg/s at 157.7 µs, in the
-same run (``benchmarks/results/2026-12-01-cpu-2core-ceiling``). A real model (the starter: dim 384, 6 layers, ~21 MFLOP per
-token) needs the pool: its model-only speed on 2 cores comes from it. So 0 means one thread under
+same run (``benchmarks/results/2026-12-01-cpu-2core-ceiling``). A real model (the starter: dim 384, 6 layers,
+~21 MFLOP per token) needs the pool: its model-only speed on 2 cores comes from it. So 0 means one thread under
 ``SMALL_MODEL_FLOPS_PER_TOKEN``, all cores above it (or when the model's size can't be read from its config).
 """
 
