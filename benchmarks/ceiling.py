@@ -146,7 +146,8 @@ def _kafka_loop(config: dict[str, Any], transform: Callable[[list[Any]], list[tu
             consumed += len(records)
             for key, value in transform(records):
                 producer.send(out, key=key, value=value, partition=tp.partition).add_callback(acks)
-        consumer.commit_async() if consumed else None
+        if consumed:
+            consumer.commit_async()
     sampler.join()
     producer.close(timeout=10)
     consumer.close()

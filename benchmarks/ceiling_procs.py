@@ -2,8 +2,9 @@
 
 The worker runs as the CLI runs it (a subprocess; with N > 1 a supervisor and N worker processes). Throughput is
 counted by a consumer of the output topic in the benchmark process (its CPU is not the worker's); the worker's CPU
-is the CPU time of the ``run`` process and all its descendants (Linux ``/proc``), read when ``STEADY_FROM`` of the
-records have arrived and again at the last one. Run side by side with 1 and N processes on the same records.
+is the CPU time of the ``run`` process and all its descendants (Linux ``/proc``, read by ``benchmarks.machine``),
+read when ``STEADY_FROM`` of the records have arrived and again at the last one. Run side by side with 1 and N
+processes on the same records.
 """
 
 from __future__ import annotations
@@ -11,47 +12,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from typing import Any
 
 from benchmarks.ceiling import STEADY_FROM, TIMEOUT_S
+from benchmarks.machine import ours_delta, pid_jiffies, tree_pids
+from worker.broker import free_port
 
 TICK = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds) of a live process; None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK
-
-
-def tree_cpu(root: int) -> tuple[float, int]:
-    """CPU seconds of ``root`` and its live descendants, and how many processes that is."""
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
-            parents[int(entry)], cpu[int(entry)] = stat
-    tree = {root}
-    grew = True
-    while grew:
-        found = {pid for pid, parent in parents.items() if parent in tree} - tree
-        grew = bool(found)
-        tree |= found
-    return sum(cpu.get(pid, 0.0) for pid in tree), len(tree)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def tree_jiffies(root: int) -> dict[int, float]:
+    """{pid: own + reaped-children jiffies} of ``root`` and its descendants (``machine.ours_delta`` diffs two)."""
+    return {pid: jiffies for pid in tree_pids(root) if (jiffies := pid_jiffies(pid)) is not None}
 
 
 def _counter(bootstrap: list[str], topic: str) -> Any:
@@ -84,7 +59,7 @@ def run_processes(
         "SENTIMENT_GROUP_ID": f"{topic}-p{processes}",
         "SENTIMENT_MODEL": model_dir,
         "SENTIMENT_PROCESSES": str(processes),
-        "SENTIMENT_METRICS_PORT": str(_free_port()),
+        "SENTIMENT_METRICS_PORT": str(free_port()),
         "SENTIMENT_SESSION_TIMEOUT_MS": "6000",
         "SENTIMENT_HEARTBEAT_INTERVAL_MS": "1000",
         "SENTIMENT_LOG_LEVEL": "warning",
@@ -115,27 +90,25 @@ def run_processes(
 def _measure(bootstrap: list[str], out_topic: str, total: int, pid: int) -> dict[str, Any]:
     consumer = _counter(bootstrap, out_topic)
     seen = 0
-    start: tuple[float, float, int] | None = None
+    start: tuple[float, dict[int, float], int] | None = None
     deadline = time.monotonic() + TIMEOUT_S
     try:
         while seen < total and time.monotonic() < deadline:
             for records in consumer.poll(timeout_ms=100).values():
                 seen += len(records)
             if start is None and seen >= STEADY_FROM * total:
-                cpu, procs = tree_cpu(pid)
-                start = (time.monotonic(), cpu, seen)
-        end_wall = time.monotonic()
-        end_cpu, procs = tree_cpu(pid)
+                start = (time.monotonic(), tree_jiffies(pid), seen)
+        end_wall, end_jiffies = time.monotonic(), tree_jiffies(pid)
     finally:
         with contextlib.suppress(Exception):
             consumer.close()
     if seen < total or start is None:
         return {"error": f"only {seen} of {total} outputs arrived in time"}
-    wall, cpu, n = end_wall - start[0], end_cpu - start[1], seen - start[2]
+    wall, cpu, n = end_wall - start[0], ours_delta(start[1], end_jiffies) / TICK, seen - start[2]
     return {
         "msgs_per_s": round(n / wall, 1),
         "cpu_us_per_msg": round(cpu / n * 1e6, 1),
         "cores": round(cpu / wall, 2),
         "window_records": n,
-        "os_processes": procs,
+        "os_processes": len(end_jiffies),
     }

@@ -224,7 +224,7 @@ def sgemm_ceiling(*, threads: int = 2, n: int = 2048, repeats: int = 7) -> dict[
     }
 
 
-def _tree_pids(root: int) -> set[int]:
+def tree_pids(root: int) -> set[int]:
     """``root`` and all its descendants (from /proc/*/stat parent ids)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -289,7 +289,7 @@ class CpuMonitor:
 
     def _tree_jiffies(self) -> dict[int, float]:
         out: dict[int, float] = {}
-        for pid in _tree_pids(os.getpid()):
+        for pid in tree_pids(os.getpid()):
             value = pid_jiffies(pid)
             if value is not None:
                 out[pid] = value

@@ -23,8 +23,8 @@ def test_ours_delta_counts_new_pids_whole_and_takes_back_reaped_ones() -> None:
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux /proc")
 def test_a_child_that_ran_and_exited_between_samples_is_counted_as_ours() -> None:
     ticks = os.sysconf("SC_CLK_TCK")
-    before = {pid: machine.pid_jiffies(pid) or 0.0 for pid in machine._tree_pids(os.getpid())}
+    before = {pid: machine.pid_jiffies(pid) or 0.0 for pid in machine.tree_pids(os.getpid())}
     burn = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass\n"
     subprocess.run([sys.executable, "-c", burn], check=True)  # starts, burns 0.6 s of CPU, exits, is reaped
-    after = {pid: machine.pid_jiffies(pid) or 0.0 for pid in machine._tree_pids(os.getpid())}
+    after = {pid: machine.pid_jiffies(pid) or 0.0 for pid in machine.tree_pids(os.getpid())}
     assert machine.ours_delta(before, after) / ticks >= 0.5
