@@ -29,12 +29,12 @@ test-fast: $(STAMP)  ## unit tests only
 	$(BIN)/python -m pytest -q -m "unit"
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker tests benchmarks
-	$(BIN)/ruff format --check worker tests benchmarks
+	$(BIN)/ruff check worker devtools tests benchmarks
+	$(BIN)/ruff format --check worker devtools tests benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix worker tests benchmarks
-	$(BIN)/ruff format worker tests benchmarks
+	$(BIN)/ruff check --fix worker devtools tests benchmarks
+	$(BIN)/ruff format worker devtools tests benchmarks
 
 schemas: $(STAMP)  ## regenerate schemas/*.json from worker/records.py
 	$(BIN)/sentiment-worker schemas

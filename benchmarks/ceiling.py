@@ -396,7 +396,7 @@ def run_section(
     """The report's "Pipeline ceiling" section: the near-free model, every variant on the same records."""
     from benchmarks import datasets as ds
     from benchmarks.models import prepare_model
-    from worker.broker import EmbeddedBroker
+    from devtools.broker import EmbeddedBroker
 
     model = prepare_model("free", ["fp32"], cache_dir, starter_cache=starter_cache)
     total = 4_000 if quick else 40_000

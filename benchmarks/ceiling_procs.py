@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks.ceiling import STEADY_FROM, TIMEOUT_S
 from benchmarks.machine import ours_delta, pid_jiffies, tree_pids
-from worker.broker import free_port
+from devtools.ports import free_port
 
 TICK = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
 

@@ -1,7 +1,7 @@
 """Benchmark input: generated messages with a controlled length distribution, local files, registry sets.
 
 - generated: ``tweet`` (~25 words), ``review`` (~100 words), ``mixed`` (70% tweets, 30% reviews), from the
-  seeded generator of the load generator (``worker.loadgen.TextGenerator``);
+  seeded generator of the load generator (``devtools.loadgen.TextGenerator``);
 - a local file: JSONL / NDJSON (one object per line, text in ``text_field``), JSON (a list of objects or
   strings), CSV / TSV (column ``text_field``), Parquet (column ``text_field``; needs pyarrow), or TXT (one text
   per line);
@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.loadgen import LENGTHS, TextGenerator
+from devtools.loadgen import LENGTHS, TextGenerator
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 REGISTRY_SETS = ("imdb", "yelp", "amazon", "movies")
@@ -47,7 +47,7 @@ def generated(length: str, count: int, *, seed: int = 0) -> Dataset:
         raise DatasetError(f"length must be one of {LENGTHS}, not {length!r}")
     generator = TextGenerator(seed)
     texts = [generator.text(length) for _ in range(count)]  # type: ignore[arg-type]
-    return Dataset(length, texts, f"worker.loadgen.TextGenerator(seed={seed}).text({length!r}) × {count}")
+    return Dataset(length, texts, f"devtools.loadgen.TextGenerator(seed={seed}).text({length!r}) × {count}")
 
 
 def load_file(path: Path | str, *, text_field: str = "text", limit: int | None = None) -> Dataset:

@@ -232,7 +232,7 @@ class _Harness:
 
 def run_one(spec: RunSpec, config: E2EConfig, *, progress: bool = True) -> dict[str, Any]:
     """Warm-up, saturation burst, then fixed offered loads; returns the run's results (JSON-ready)."""
-    from worker.broker import create_topics
+    from devtools.broker import create_topics
 
     run_id = f"{spec.name}-{uuid.uuid4().hex[:6]}"
     topic = f"bench.{run_id}"

@@ -39,7 +39,7 @@ class Producer:
     def __init__(self, bootstrap: list[str], topic: str) -> None:
         from kafka import KafkaProducer
 
-        from worker.loadgen import DEFAULT_PRODUCER_CONFIG
+        from devtools.loadgen import DEFAULT_PRODUCER_CONFIG
 
         self.topic = topic
         self.producer = KafkaProducer(**{**DEFAULT_PRODUCER_CONFIG, "bootstrap_servers": bootstrap})

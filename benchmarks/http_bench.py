@@ -156,7 +156,7 @@ class Server:
     """``sentiment-worker <command>`` in its own process, on a free port."""
 
     def __init__(self, command: str, spec: HttpSpec, env: dict[str, str], log_path: Path) -> None:
-        from worker.broker import free_port
+        from devtools.ports import free_port
 
         self.port = free_port()
         base = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
@@ -217,7 +217,7 @@ def alone(spec: HttpSpec, workdir: Path) -> dict[str, Any]:
 def with_stream(spec: HttpSpec, workdir: Path) -> dict[str, Any]:
     """``run --http-port`` while the producer offers ``spec.stream_rate`` msgs/s to its input topic."""
     from benchmarks.harness import Producer
-    from worker.broker import create_topics
+    from devtools.broker import create_topics
 
     assert spec.stream_rate
     topic = f"bench-http-{uuid.uuid4().hex[:8]}"

@@ -263,7 +263,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
 def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str]) -> dict[str, Any]:
     """The end-to-end part: a broker (embedded unless given), then each end-to-end model's runs and baselines."""
     from benchmarks.end_to_end import E2EConfig
-    from worker.broker import EmbeddedBroker
+    from devtools.broker import EmbeddedBroker
 
     out: dict[str, Any] = {"runs": {}, "model_only": {}, "torch_eager": {}, "http": {}}
     broker: EmbeddedBroker | None = None

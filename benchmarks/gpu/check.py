@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _naive(plan: Plan, work: Path, tweets: list[str], sampler: Any, out: Path) -> dict[str, Any]:
     from benchmarks.gpu.stream import naive_consumer, produce_backlog
-    from worker.broker import EmbeddedBroker
+    from devtools.broker import EmbeddedBroker
 
     if not (work / "hf" / "config.json").is_file():
         raise RuntimeError("the base model's PyTorch folder was not built: no naive baseline")
@@ -269,7 +269,7 @@ def _e2e(
     plan: Plan, model_dir: Path, tweets: list[str], sampler: Any, out: Path, launch: str, deadline: float
 ) -> list[dict[str, Any]]:
     from benchmarks.gpu.stream import end_to_end
-    from worker.broker import EmbeddedBroker
+    from devtools.broker import EmbeddedBroker
 
     rows: list[dict[str, Any]] = []
     extra = {"SENTIMENT_PRECISION": "fp16"} if model_dir.name == "fp16" else {}

@@ -42,7 +42,7 @@ def produce_backlog(
     """Write ``count`` JSON records with ``producers`` processes (kafka-python, ~20-35k msg/s each)."""
     import multiprocessing
 
-    from worker.broker import create_topics
+    from devtools.broker import create_topics
 
     create_topics(bootstrap, {topic: partitions})
     started = time.perf_counter()
@@ -191,7 +191,8 @@ def end_to_end(
 
     from kafka.admin import KafkaAdminClient
 
-    from worker.broker import create_topics, free_port
+    from devtools.broker import create_topics
+    from devtools.ports import free_port
 
     group = f"e2e-p{processes}-{int(time.time())}"
     topic = f"{group}-in"

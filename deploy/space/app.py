@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any
 
+from devtools.demo_stack import DemoStack
 from worker.observability import configure_logging
 from worker.settings import Settings, load_settings
 from worker.ui import run_ui
@@ -27,7 +28,7 @@ def make_settings(overrides: dict[str, Any]) -> Settings:
 
 def main() -> int:
     options = UiOptions(
-        demo=True,
+        demo=DemoStack(make_settings),
         host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
     )

@@ -16,6 +16,8 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
 
+from devtools import loadgen
+from devtools.broker import BrokerError, EmbeddedBroker, api_versions_ok, create_topics
 from tests.support.kafka_utils import (
     committed_offsets,
     consume_all,
@@ -23,8 +25,6 @@ from tests.support.kafka_utils import (
     fast_group_config,
     produce_values,
 )
-from worker import loadgen
-from worker.broker import BrokerError, EmbeddedBroker, api_versions_ok, create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +151,7 @@ def test_broker_dies_with_its_parent(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import time
-        from worker.broker import EmbeddedBroker
+        from devtools.broker import EmbeddedBroker
         from worker.observability import configure_logging
         configure_logging("json", "warning")  # logs to stderr; stdout carries only the pid
         b = EmbeddedBroker(log_dir=LOG_DIR).start()

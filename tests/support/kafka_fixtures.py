@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.broker import EmbeddedBroker
+from devtools.broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.fetcher import ConsumerRecord
 
-from worker.broker import create_topics
+from devtools.broker import create_topics
 
 Header = tuple[str, bytes]
 # (key, value, headers, partition); None = no key / no headers / producer's partitioner.

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from worker import loadgen
+from devtools import loadgen
 from worker.cli import broker_cmds
 
 pytestmark = pytest.mark.unit

@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from worker.broker import BrokerError, EmbeddedBroker
+    from devtools.broker import BrokerError, EmbeddedBroker
     from worker.observability import get_logger
 
     settings_from_args(args)
@@ -132,7 +132,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
-    from worker.broker import BrokerError
+    from devtools.broker import BrokerError
 
     settings = settings_from_args(args)
     try:
@@ -144,8 +144,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    from worker import loadgen
-    from worker.broker import create_topics
+    from devtools import loadgen
+    from devtools.broker import create_topics
 
     if args.rate < 0:
         print("sentiment-worker produce: --rate must be >= 0", file=sys.stderr)

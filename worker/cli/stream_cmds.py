@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # ---- demo -----------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from worker.demo import DemoOptions, demo_overrides, run_demo
+    from devtools.demo import DemoOptions, demo_overrides, run_demo
 
     def make_settings(bootstrap: str) -> Settings:
         return settings_from_args(

@@ -78,12 +78,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
         print("sentiment-worker ui: give the topics to show (--topics T1,T2) or --demo", file=sys.stderr)
         return 2
     metrics_url = args.metrics_url or (f"{args.worker_url.rstrip('/')}/metrics" if args.worker_url else None)
-    options = UiOptions(topics=topics, worker_url=args.worker_url, metrics_url=metrics_url, host=args.host,
-                        port=args.port, backlog=args.backlog, demo=args.demo)  # fmt: skip
-    from worker.broker import BrokerError
+    errors: tuple[type[Exception], ...] = (OSError,)  # the port is taken, ...
+    demo = None
+    if args.demo:  # a development tool (devtools/): the embedded broker, the worker and a sample stream
+        from devtools.broker import BrokerError
+        from devtools.demo_stack import DemoStack
 
+        demo, errors = DemoStack(make_settings), (OSError, BrokerError)  # ..., the embedded broker can't start
+    options = UiOptions(topics=topics, worker_url=args.worker_url, metrics_url=metrics_url, host=args.host,
+                        port=args.port, backlog=args.backlog, demo=demo)  # fmt: skip
     try:
         return run_ui(make_settings, options, sys.stdout)
-    except (OSError, BrokerError) as exc:  # the port is taken, the embedded broker can't start, ...
+    except errors as exc:
         print(f"sentiment-worker ui: {exc}", file=sys.stderr)
         return 1

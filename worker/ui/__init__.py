@@ -1,8 +1,9 @@
 """The live web app (``sentiment-worker ui``; the ``[ui]`` extra: Gradio), also run as a Hugging Face Space.
 
 ``data`` (parsing and aggregates, plain Python), ``feed`` (Kafka and /metrics readers), ``classify`` (the "try it"
-box), ``page`` (HTML and the Gradio layout), ``demo_stack`` (broker + worker + sample stream for ``--demo``) and
-``app`` (:func:`run_ui`, the entry point of the command and of the Space).
+box), ``page`` (HTML and the Gradio layout) and ``app`` (:func:`run_ui`, the entry point of the command and of the
+Space). The demo stack behind ``--demo`` (broker + worker + sample stream) is a development tool:
+``devtools/demo_stack.py``, handed in by the command line and the Space.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Assemble the web app: readers (Kafka topics, a worker's /metrics), the "try it" classifier, the Gradio page.
 
 :func:`run_ui` is the one entry point: ``sentiment-worker ui`` and the Hugging Face Space (``deploy/space/app.py``)
-both call it; with ``demo`` it first starts :class:`~worker.ui.demo_stack.DemoStack` (embedded broker, worker,
-sample stream) and points the app at it.
+both call it; given a demo stack (``UiOptions.demo``: :class:`~devtools.demo_stack.DemoStack`, passed in by the
+command line and the Space, never imported here) it first starts it (embedded broker, worker, sample stream) and points
+the app at it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol, Self, TextIO
 
-from worker.broker import free_port
 from worker.observability import get_logger, redact_secrets
 from worker.settings import Settings
 from worker.ui.classify import Classifier, HttpClassifier, LocalClassifier, classify_text
@@ -28,6 +28,28 @@ log = get_logger(__name__)
 DEFAULT_PORT = 7860  # Gradio's (and Hugging Face Spaces') port
 
 
+class DemoBackend(Protocol):
+    """What the web app needs of a demo stack (``devtools.demo_stack.DemoStack``)."""
+
+    settings: Settings | None  # the worker's, once started
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    @property
+    def output_topic(self) -> str: ...
+
+    @property
+    def dlq_topic(self) -> str: ...
+
+    @property
+    def worker_url(self) -> str: ...
+
+    def start(self, out: Any = None) -> Self: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class UiOptions:
     topics: list[str] = field(default_factory=list)  # output and/or dead-letter topics to show
@@ -37,7 +59,7 @@ class UiOptions:
     port: int = DEFAULT_PORT
     backlog: int = 100  # records per partition read back at start
     refresh_s: float = 1.0
-    demo: bool = False
+    demo: DemoBackend | None = None  # started first, the app points at it (``sentiment-worker ui --demo``)
     title: str = "sentiment-worker — live"
 
 
@@ -76,7 +98,7 @@ class LiveApp:
         """Serve the page and start the readers (returns at once); the page's URL."""
         self.blocks = build_blocks(self.options.title, self.refresh, self.try_it, every_s=self.options.refresh_s,
                                    note=note)  # fmt: skip
-        port = self.options.port or free_port(self.options.host)  # Gradio takes no port 0
+        port = self.options.port or None  # Gradio takes no port 0; None: the first free one from 7860 up
         with warnings.catch_warnings():  # show_api: Gradio 6.0 renames it; 5.50 has only this name
             warnings.filterwarnings("ignore", message="The 'show_api' parameter", category=DeprecationWarning)
             self._launch(port)
@@ -116,12 +138,10 @@ def start_ui(
     make_settings: Callable[[dict[str, Any]], Settings], options: UiOptions, out: TextIO
 ) -> tuple[LiveApp, Callable[[], None]]:
     """Start the app (and with ``options.demo`` the demo stack first); the app and a function that stops all."""
-    stack = None
-    if options.demo:
-        from worker.ui.demo_stack import DemoStack
-
+    stack = options.demo
+    if stack is not None:
         print("starting the demo: embedded broker, worker, sample stream ...", file=out, flush=True)
-        stack = DemoStack(make_settings).start(out)
+        stack.start(out)
         settings = stack.settings
         assert settings is not None
         options.topics = [*options.topics, stack.output_topic, stack.dlq_topic]

@@ -14,8 +14,9 @@ import time
 
 import pytest
 
+from devtools.broker import EmbeddedBroker
+from devtools.ports import free_port
 from tests.support.kafka_utils import consume_all, produce_values
-from worker.broker import EmbeddedBroker, free_port
 
 from .helpers import WorkerProcess, create_input_and_output, group_ids, http_status, message, wait_for, worker_env
 

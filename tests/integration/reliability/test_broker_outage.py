@@ -16,8 +16,8 @@ import time
 
 import pytest
 
+from devtools.ports import free_port
 from tests.support.kafka_utils import consume_all, produce_values
-from worker.broker import free_port
 
 from .helpers import (
     Feeder,

@@ -26,10 +26,10 @@ import pytest
 
 import worker.app as app_module
 import worker.model.runtime as runtime
+from devtools.ports import free_port
 from tests.integration.stream.harness import WorkerThread, worker_settings
 from tests.support.kafka_utils import committed_offsets, consume_all, create_topic, produce_values
 from worker.app import Worker
-from worker.broker import free_port
 from worker.model.runtime import SentimentModel
 from worker.stream.infer import InferStage
 

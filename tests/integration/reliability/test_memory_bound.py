@@ -20,7 +20,7 @@ import time
 import pytest
 from kafka import KafkaProducer
 
-from worker.broker import EmbeddedBroker
+from devtools.broker import EmbeddedBroker
 from worker.settings import load_settings
 from worker.stream.budget import memory_bound
 

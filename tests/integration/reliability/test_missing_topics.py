@@ -22,8 +22,8 @@ import time
 import pytest
 from kafka.admin import KafkaAdminClient
 
+from devtools.ports import free_port
 from tests.support.kafka_utils import committed_offsets, consume_all, create_topic, produce_values
-from worker.broker import free_port
 from worker.model.runtime import SentimentModel
 from worker.records import ErrorType
 

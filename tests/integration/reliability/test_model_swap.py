@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.ports import free_port
 from tests.integration.serve.helpers import metric
 from tests.support.model_variants import point
-from worker.broker import free_port
 from worker.model.manifest import read_manifest
 
 from .helpers import Feeder, OutputReader, WorkerProcess, create_input_and_output, group_ids, wait_for, worker_env

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from worker.broker import free_port
+from devtools.ports import free_port
 
 from .helpers import REPO_ROOT
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.ports import free_port
 from tests.support.kafka_utils import consume_all, create_topic, produce_values
-from worker.broker import free_port
 
 from .helpers import REPO_ROOT, WorkerProcess, group_ids, message, wait_for, worker_env
 

@@ -20,8 +20,8 @@ from collections import Counter
 
 import pytest
 
+from devtools.ports import free_port
 from tests.support.kafka_utils import SAFER_GROUP_CONFIG, committed_offsets, consume_all, produce_values
-from worker.broker import free_port
 from worker.stream.timing import CLOSE_STEP_S, LEAVE_GROUP_MAX_S
 
 from .helpers import (

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.ports import free_port
 from tests.integration.reliability.helpers import REPO_ROOT, wait_for
 from tests.integration.serve.helpers import ServerThread, metric, predict, request, serve_settings
 from tests.support.model_variants import point
-from worker.broker import free_port
 from worker.model.manifest import read_manifest
 
 pytestmark = pytest.mark.integration

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from devtools.ports import free_port
 from tests.integration.serve.helpers import metric, predict, request
 from tests.support.kafka_utils import SAFER_GROUP_CONFIG, committed_offsets, consume_all, create_topic, produce_values
-from worker.broker import free_port
 
 pytestmark = pytest.mark.integration
 

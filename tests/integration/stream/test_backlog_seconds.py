@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from devtools.ports import free_port
 from tests.support.kafka_utils import create_topic, produce_values
 from worker.app import Worker
 from worker.backlog_metrics import STALLED_S
-from worker.broker import free_port
 from worker.model.runtime import InferenceResult, SentimentModel
 
 from .harness import worker_settings

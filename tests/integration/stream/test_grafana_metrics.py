@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.ports import free_port
 from tests.support.grafana import dashboard_metric_names, load_dashboard
 from tests.support.kafka_utils import consume_all, create_topic, produce_values
 from worker.app import Worker
-from worker.broker import free_port
 
 from .harness import worker_settings
 

@@ -11,8 +11,8 @@ from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, KafkaProducer, 
 from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
+from devtools.broker import EmbeddedBroker
 from tests.support.kafka_utils import committed_offsets, create_topic, fast_group_config
-from worker.broker import EmbeddedBroker
 from worker.stream import kafka_compat
 
 pytestmark = pytest.mark.integration

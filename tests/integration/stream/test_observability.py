@@ -11,9 +11,9 @@ import urllib.request
 
 import pytest
 
+from devtools.ports import free_port
 from tests.support.kafka_utils import consume_all, create_topic, produce_values
 from worker.app import Worker
-from worker.broker import free_port
 
 from .harness import worker_settings
 

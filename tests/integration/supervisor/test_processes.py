@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from devtools.ports import free_port
 from tests.integration.reliability.helpers import (
     Feeder,
     OutputReader,
@@ -30,7 +31,6 @@ from tests.integration.reliability.helpers import (
     worker_env,
 )
 from tests.support.kafka_utils import committed_offsets
-from worker.broker import free_port
 
 pytestmark = pytest.mark.integration
 

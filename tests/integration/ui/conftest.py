@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from worker.broker import EmbeddedBroker
+from devtools.broker import EmbeddedBroker
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 WINDOW = (1400, 1000)

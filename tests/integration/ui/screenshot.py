@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from devtools.ports import free_port
 from tests.integration.ui.helpers import count, plot_drawn, wait_page
-from worker.broker import free_port
 
 # No update in flight (Gradio marks its outputs pending).
 SETTLED = "return !document.querySelector('[class*=pending], [class*=translucent]')"

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devtools.broker import EmbeddedBroker
+from devtools.ports import free_port
 from tests.integration.ui.helpers import ui_settings
 from tests.support.kafka_utils import create_topic, produce_values
-from worker.broker import EmbeddedBroker, free_port
 from worker.records import DeadLetter, ErrorType
 from worker.ui.data import LiveStats
 from worker.ui.feed import TopicFeed

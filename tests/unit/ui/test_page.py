@@ -119,7 +119,7 @@ def test_http_classifier_speaks_tei_predict(tei: str) -> None:
 
 
 def test_http_classifier_names_a_worker_that_does_not_answer() -> None:
-    from worker.broker import free_port
+    from devtools.ports import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ClassifyError, match=f"the worker at {url} does not answer"):
@@ -195,7 +195,7 @@ sys.exit(main(["ui", "--topics", "a", "--bootstrap-servers", "127.0.0.1:9"]))
 
 
 def test_the_demo_stream_mixes_in_malformed_records_and_stops_on_request() -> None:
-    from worker.ui.demo_stack import BAD_RECORDS, until, with_bad_records
+    from devtools.demo_stack import BAD_RECORDS, until, with_bad_records
 
     good = [(f"k{i}".encode(), b'{"text": "fine"}') for i in range(10)]
     mixed = list(with_bad_records(iter(good), 4))

@@ -32,11 +32,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from devtools.ports import HOST, free_port, port_is_free
 from worker.observability import get_logger
 
 log = get_logger(__name__)
 
-HOST = "127.0.0.1"
 # Environment variables Tansu reads as defaults for its flags; an inherited value must not leak in.
 TANSU_ENV_VARS = (
     "LISTENER_URL",
@@ -74,24 +74,6 @@ def tansu_binary() -> Path:
         except OSError as exc:
             raise BrokerError(f"{path} is not executable and cannot be made so: {exc}") from None
     return path
-
-
-def free_port(host: str = HOST) -> int:
-    """A currently free TCP port on ``host`` (may be taken by someone else before it is used)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = HOST) -> bool:
-    """Whether ``port`` can be bound now (with SO_REUSEADDR, as Tansu binds it, so TIME_WAIT is no obstacle)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def api_versions_ok(host: str, port: int, timeout_s: float = 0.5) -> bool:

@@ -3,8 +3,8 @@
 The embedded broker, the worker (assembled by :mod:`worker.app`, with its HTTP API on a free loopback port so the
 "try it" box and the lag come from it) and an endless sample stream at a gentle rate, with one malformed record in
 every ``bad_every`` so the dead-letter panel has something to show. The pieces are the demo's
-(:mod:`worker.demo`: topic, group, settings overrides, model choice) and the load generator's
-(:mod:`worker.loadgen`).
+(:mod:`devtools.demo`: topic, group, settings overrides, model choice) and the load generator's
+(:mod:`devtools.loadgen`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker.demo import DEMO_TOPIC, demo_model, demo_overrides
+from devtools.demo import DEMO_TOPIC, demo_model, demo_overrides
 from worker.observability import get_logger
 from worker.settings import Settings
 
 if TYPE_CHECKING:
+    from devtools.broker import EmbeddedBroker
     from worker.app import Worker
-    from worker.broker import EmbeddedBroker
 
 log = get_logger(__name__)
 
@@ -98,8 +98,8 @@ class DemoStack:
         return f"http://127.0.0.1:{self.worker.servers.port}"
 
     def start(self, out: Any = None, timeout_s: float = 600.0) -> DemoStack:
+        from devtools.broker import EmbeddedBroker, create_topics
         from worker.app import Worker
-        from worker.broker import EmbeddedBroker, create_topics
 
         self.broker = EmbeddedBroker().start()
         try:
@@ -133,7 +133,7 @@ class DemoStack:
         self.rc = self.worker.run()
 
     def _stream(self) -> None:
-        from worker.loadgen import generate_messages, produce
+        from devtools.loadgen import generate_messages, produce
 
         while not self._stop.is_set():
             messages = with_bad_records(

@@ -52,8 +52,8 @@ def demo_overrides(bootstrap: str) -> dict[str, Any]:
 
 def run_demo(make_settings: Callable[[str], Settings], options: DemoOptions, out: TextIO) -> int:
     """Start the embedded broker, then the worker with ``make_settings(bootstrap)``; stream samples; summarise."""
-    from worker.broker import EmbeddedBroker, create_topics
-    from worker.loadgen import generate_messages, produce
+    from devtools.broker import EmbeddedBroker, create_topics
+    from devtools.loadgen import generate_messages, produce
 
     with EmbeddedBroker() as broker:
         print(f"embedded Kafka broker (Tansu) at {broker.bootstrap}", file=out, flush=True)
