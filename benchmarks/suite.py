@@ -29,9 +29,10 @@ QUICK_MAX_EAGER = 128  # messages of the PyTorch eager baseline in --quick
 def _default(name: str) -> Any:
     default = Settings.model_fields[name].default
     if default == "auto" and name in ("max_batch_size", "inference_batch_size"):
-        from worker.model.buckets import batch_defaults
+        from worker.model.buckets import batch_defaults, gpu_visible
 
-        return getattr(batch_defaults("auto"), name)  # what the worker resolves it to on this machine
+        # the worker resolves "auto" by its session's provider; before any session, a visible GPU is the guess
+        return getattr(batch_defaults("CUDAExecutionProvider" if gpu_visible() else "CPUExecutionProvider"), name)
     return default
 
 

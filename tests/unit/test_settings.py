@@ -27,7 +27,7 @@ def test_defaults() -> None:
     assert settings.bootstrap_servers == ["localhost:9092"]
     assert settings.model == DEFAULT_MODEL and settings.model_revision == DEFAULT_REVISION
     assert settings.device == "auto" and settings.precision == "fp32"
-    assert settings.max_length == 128 and settings.max_batch_size == 64
+    assert settings.max_length == 128 and settings.max_batch_size == "auto"  # resolved once the provider is known
 
 
 def test_env_prefix_and_types(monkeypatch: pytest.MonkeyPatch) -> None:

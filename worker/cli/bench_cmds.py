@@ -123,13 +123,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     from worker.observability import configure_logging
-    from worker.settings import load_settings
+    from worker.settings import Batching, load_settings
 
     settings = load_settings()  # also registers any secret settings with the log renderer (masked)
     configure_logging("console" if sys.stderr.isatty() else "json", args.log_level)
     suite = _import_benchmarks()
     cache_dir = args.cache_dir or settings.cache_dir
     output = args.output or Path("bench-results") / datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    # the worker's batching flags given: checked as the Batching section checks them, handed to the config as built
+    given = {name: getattr(args, name) for name in ("max_batch_size", "max_wait_ms", "inference_batch_size")}
+    batching = Batching.model_validate({name: value for name, value in given.items() if value is not None})
     config = suite.BenchConfig(
         output=Path(output),
         cache_dir=Path(cache_dir).expanduser(),
@@ -162,11 +165,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         what_if_fetch_wait_ms=args.what_if_fetch_wait_ms or None,
         http_seconds=args.http_seconds,
         http_clients=[int(c) for c in _csv(args.http_clients)],
+        **batching.model_dump(include={name for name, value in given.items() if value is not None}),
     )
-    for name in ("max_batch_size", "max_wait_ms", "inference_batch_size"):
-        value = getattr(args, name)
-        if value is not None:
-            setattr(config, name, value)
     from benchmarks.datasets import DatasetError
 
     try:

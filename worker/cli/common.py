@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.observability import configure_logging
-from worker.settings import Settings, env_name, flag_name, load_settings
+from worker.settings import SECTIONS, Settings, env_name, flag_name, load_settings
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
@@ -22,9 +22,19 @@ FLAG_ALIASES: dict[str, tuple[str, ...]] = {"model": ("--model-dir",)}
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str] | None = None) -> None:
-    """Add ``--<field>`` for each Settings field (all by default); values are validated by pydantic."""
-    group = parser.add_argument_group("settings (flag > env var > config file > default)")
-    names = list(fields) if fields is not None else list(Settings.model_fields)
+    """Add ``--<field>`` for each Settings field (all by default), grouped by section; pydantic validates them."""
+    wanted = set(fields) if fields is not None else set(Settings.model_fields)
+    unknown = wanted - set(Settings.model_fields)
+    if unknown:
+        raise KeyError(f"no such settings: {sorted(unknown)}")
+    for section in SECTIONS.values():
+        names = [name for name in section.model_fields if name in wanted]
+        if names:
+            _add_section_flags(parser, section.title, names)
+
+
+def _add_section_flags(parser: argparse.ArgumentParser, title: str, names: list[str]) -> None:
+    group = parser.add_argument_group(f"{title} settings (flag > env var > config file > default)")
     for name in names:
         info = Settings.model_fields[name]
         default = None if info.default_factory is not None else info.default

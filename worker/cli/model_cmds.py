@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from worker.app import load_model
 from worker.cli.common import add_common_flags, add_settings_flags, settings_from_args
+from worker.model.buckets import resolve_batching
 from worker.observability import get_logger
 
 log = get_logger(__name__)
@@ -251,12 +252,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
             f"# model={model.model_id} precision={model.precision} provider={model.provider} "
             f"labels={','.join(model.labels)} path={model.path}\n"
         )
+    chunk = resolve_batching(settings.batching, model.provider).chunk_size  # "auto": by the session's provider
     started = time.perf_counter()
     real = padded = 0
     truncated_count = 0
     for block in _blocks(texts, _CLASSIFY_BLOCK):
         ids, truncated = model.tokenize(block)
-        result = model.infer_ids(ids, chunk_size=settings.inference_batch_size)
+        result = model.infer_ids(ids, chunk_size=chunk)
         real += result.real_tokens
         padded += result.padded_tokens
         truncated_count += sum(truncated)

@@ -6,8 +6,9 @@ row count to one of a few *batch buckets* makes shapes repeat, so that cost is p
 On a CPU the padding costs compute in proportion (every position is a FLOP), so the runtime buckets shapes only on
 CUDA unless told otherwise (``SentimentModel.load(shape_buckets=...)``).
 
-``settings`` imports this module (``max_batch_size`` / ``inference_batch_size`` ``"auto"``), so it imports nothing
-heavy.
+``max_batch_size`` / ``inference_batch_size`` ``"auto"`` are resolved here, by the execution provider the model's
+session got (:func:`resolve_batching`): a worker that asked for ``device auto`` and fell back to the CPU gets the CPU
+sizes. This module imports nothing heavy (no onnxruntime).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from worker.settings import Batching
 
 # Powers of two up to the longest a DistilBERT takes; max_length itself is always added (lengths are truncated to it).
 LENGTH_BUCKETS: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
@@ -43,35 +47,25 @@ CPU_BATCH = BatchDefaults(max_batch_size=64, inference_batch_size=8)
 GPU_BATCH = BatchDefaults(max_batch_size=1024, inference_batch_size=256)
 
 
+# Execution providers that run the model on an accelerator (the GPU batch sizes suit them).
+ACCELERATOR_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider"})
+
+
 def gpu_visible() -> bool:
     """A cheap, side-effect-free hint that an NVIDIA GPU is present (device nodes; WSL's /dev/dxg)."""
     dev = Path("/dev")
     return any(dev.glob("nvidia[0-9]*")) or (dev / "dxg").exists()
 
 
-def batch_defaults(device: str, *, gpu_hint: bool | None = None) -> BatchDefaults:
-    """The batch sizes ``"auto"`` resolves to for a ``device`` setting (``auto``: GPU ones when a GPU is visible)."""
-    if device == "cuda":
-        return GPU_BATCH
-    if device == "auto":
-        return GPU_BATCH if (gpu_visible() if gpu_hint is None else gpu_hint) else CPU_BATCH
-    return CPU_BATCH
+def batch_defaults(provider: str) -> BatchDefaults:
+    """The batch sizes ``"auto"`` resolves to for a session on ``provider`` (e.g. ``CPUExecutionProvider``)."""
+    return GPU_BATCH if provider in ACCELERATOR_PROVIDERS else CPU_BATCH
 
 
-class _BatchSettings(Protocol):
-    device: str
-    max_batch_size: int | str
-    inference_batch_size: int | str
-
-
-def resolve_batch_sizes(settings: _BatchSettings) -> tuple[int, int]:
-    """``max_batch_size`` and ``inference_batch_size`` of ``settings``, ``"auto"`` replaced by the device's default."""
-    defaults = batch_defaults(settings.device)
-    max_batch, per_call = settings.max_batch_size, settings.inference_batch_size
-    return (
-        defaults.max_batch_size if max_batch == "auto" else int(max_batch),
-        defaults.inference_batch_size if per_call == "auto" else int(per_call),
-    )
+def resolve_batching(batching: Batching, provider: str) -> Batching:
+    """``batching`` with ``"auto"`` sizes replaced by ``provider``'s defaults (numbers given stay as they are)."""
+    defaults = batch_defaults(provider)
+    return batching.resolve(max_batch_size=defaults.max_batch_size, inference_batch_size=defaults.inference_batch_size)
 
 
 def length_buckets(max_length: int, base: Sequence[int] = LENGTH_BUCKETS) -> tuple[int, ...]:

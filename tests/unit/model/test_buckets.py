@@ -14,6 +14,7 @@ from worker.model.buckets import (
     bucket_for,
     length_buckets,
     pad_batch,
+    resolve_batching,
 )
 
 pytestmark = pytest.mark.unit
@@ -64,31 +65,28 @@ def test_pad_batch_pads_rows_and_width() -> None:
         pad_batch(ids, lengths, np.array([0]), pad_id=0, width=2)
 
 
-def test_batch_defaults_depend_on_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert batch_defaults("cpu") == CPU_BATCH
-    assert batch_defaults("cuda") == GPU_BATCH
-    assert batch_defaults("auto", gpu_hint=True) == GPU_BATCH
-    assert batch_defaults("auto", gpu_hint=False) == CPU_BATCH
-    monkeypatch.setattr(buckets, "gpu_visible", lambda: True)
-    assert batch_defaults("auto") == GPU_BATCH
+def test_batch_defaults_depend_on_the_sessions_provider() -> None:
+    assert batch_defaults("CPUExecutionProvider") == CPU_BATCH
+    assert batch_defaults("CUDAExecutionProvider") == GPU_BATCH
+    assert batch_defaults("TensorrtExecutionProvider") == GPU_BATCH
     assert GPU_BATCH.inference_batch_size > CPU_BATCH.inference_batch_size
     assert GPU_BATCH.max_batch_size >= GPU_BATCH.inference_batch_size
     assert CPU_BATCH.inference_batch_size == 8 and CPU_BATCH.max_batch_size == 64
 
 
-def test_settings_resolve_auto_batch_sizes_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_batch_sizes_resolve_by_the_provider_the_session_got(monkeypatch: pytest.MonkeyPatch) -> None:
     from worker.settings import load_settings
 
-    monkeypatch.setattr(buckets, "gpu_visible", lambda: False)
-    cpu = load_settings(device="auto")
-    assert (cpu.max_batch_size, cpu.inference_batch_size) == (64, 8)
-    cuda = load_settings(device="cuda")
-    assert (cuda.max_batch_size, cuda.inference_batch_size) == (1024, 256)
-    monkeypatch.setattr(buckets, "gpu_visible", lambda: True)
-    seen = load_settings(device="auto")
-    assert (seen.max_batch_size, seen.inference_batch_size) == (1024, 256)
-    assert load_settings(device="cpu").inference_batch_size == 8  # device cpu: a visible GPU doesn't matter
-    given = load_settings(device="cuda", max_batch_size="32", inference_batch_size=4)
+    monkeypatch.setattr(buckets, "gpu_visible", lambda: True)  # a GPU seen on the machine decides nothing
+    asked_cuda = load_settings(device="auto").batching
+    assert (asked_cuda.max_batch_size, asked_cuda.inference_batch_size) == ("auto", "auto")  # not known yet
+    fell_back = resolve_batching(asked_cuda, "CPUExecutionProvider")  # device auto, the session got the CPU
+    assert (fell_back.batch_size, fell_back.chunk_size) == (64, 8)
+    on_gpu = resolve_batching(asked_cuda, "CUDAExecutionProvider")
+    assert (on_gpu.batch_size, on_gpu.chunk_size) == (1024, 256)
+    given = resolve_batching(
+        load_settings(max_batch_size="32", inference_batch_size=4).batching, "CUDAExecutionProvider"
+    )
     assert (given.max_batch_size, given.inference_batch_size) == (32, 4)
-    monkeypatch.setenv("SENTIMENT_INFERENCE_BATCH_SIZE", "auto")
-    assert load_settings(device="cuda", max_batch_size=100).inference_batch_size == 256
+    one_given = resolve_batching(load_settings(max_batch_size=100).batching, "CUDAExecutionProvider")
+    assert (one_given.max_batch_size, one_given.inference_batch_size) == (100, 256)
