@@ -25,7 +25,7 @@ import numpy as np
 from worker.observability import get_logger
 from worker.rollout.metrics import ShadowMetrics
 from worker.settings import Settings
-from worker.stream.swap import vocab_of
+from worker.stream.ports import Model
 from worker.stream.types import Item, Scorer
 
 log = get_logger(__name__)
@@ -40,14 +40,14 @@ class Shadow:
         settings: Settings,
         registry: Any,
         *,
-        load: Callable[[Path, Settings], Any],
+        load: Callable[[Path, Settings], Model],
         resolve: Callable[[Settings], Path] | None = None,
         seed: int | None = None,
     ) -> None:
         self.settings = settings
         self.rate = settings.shadow_sample_rate
         self.metrics = ShadowMetrics(registry)
-        self.model: Any | None = None  # once loaded
+        self.model: Model | None = None  # once loaded
         self._load = load
         self._resolve = resolve
         self._rng = random.Random(seed)
@@ -99,7 +99,7 @@ class Shadow:
             ids, texts, vocab, serving = sample
             try:
                 started = time.perf_counter()
-                if not vocab or vocab != vocab_of(model):
+                if not vocab or vocab != model.vocab:
                     ids, _ = model.tokenize(texts)  # another tokenizer than the serving model's
                 probs = model.infer_ids(ids, chunk_size=self.settings.inference_batch_size).probs
                 seconds = time.perf_counter() - started

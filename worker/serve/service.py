@@ -21,7 +21,6 @@ from worker.serve.api import ApiError, check_tokens, label_scores, parse_predict
 from worker.serve.http_metrics import HttpMetrics
 from worker.serve.lane import InferenceFailed, Lane, Overloaded, Unavailable
 from worker.settings import Settings
-from worker.stream.swap import vocab_of
 
 if TYPE_CHECKING:
     from worker.metrics import HealthState, WorkerMetrics
@@ -145,7 +144,7 @@ class Service:
                 ids, truncated = model.tokenize(call.texts)
             check_tokens(truncated, call, model.max_length)
             try:
-                pending = lane.submit(ids, call.texts, truncated, vocab_of(model))
+                pending = lane.submit(ids, call.texts, truncated, model.vocab)
             except Overloaded as exc:
                 raise ApiError(429, "overloaded", str(exc), retry_after=RETRY_AFTER_OVERLOADED_S) from None
             except Unavailable as exc:

@@ -19,12 +19,12 @@ unacknowledged work), so no worker looks healthy while doing nothing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from worker.observability import get_logger
-from worker.stream.ports import HealthReporter
+from worker.stream.ports import HealthReporter, Model
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -37,14 +37,6 @@ REBUILD_BACKOFF_MAX_S = 60.0
 
 class InferenceDown(RuntimeError):
     """The model fails on a known-good record and rebuilding its session did not help: no record is to blame."""
-
-
-class RebuildableModel(Protocol):
-    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]: ...
-
-    def infer_ids(self, ids: Sequence[Sequence[int]], *, chunk_size: int | None = None) -> Any: ...
-
-    def reload(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +61,7 @@ class Breaker:
     follows it. Called from the inference thread only.
     """
 
-    def __init__(
-        self, model: RebuildableModel, policy: BreakerPolicy, *, health: HealthReporter, down: threading.Event
-    ) -> None:
+    def __init__(self, model: Model, policy: BreakerPolicy, *, health: HealthReporter, down: threading.Event) -> None:
         self.model = model
         self.policy = policy
         self.health = health
@@ -83,7 +73,7 @@ class Breaker:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, model: RebuildableModel, *, health: HealthReporter, down: threading.Event
+        cls, settings: Settings, model: Model, *, health: HealthReporter, down: threading.Event
     ) -> Breaker:
         s = settings
         policy = BreakerPolicy(
@@ -91,7 +81,7 @@ class Breaker:
         )
         return cls(model, policy, health=health, down=down)
 
-    def use(self, model: RebuildableModel) -> None:
+    def use(self, model: Model) -> None:
         """Guard another model from now on (a hot swap: ``swap.ModelSlot``); its own probe ids."""
         self._probe_ids = model.tokenize([PROBE_TEXT])[0][0]
         self.model = model

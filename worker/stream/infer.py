@@ -32,34 +32,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from worker.observability import get_logger
 from worker.stream.batcher import Batch
 from worker.stream.guard import Breaker
+from worker.stream.ports import InferenceResult, Model
 from worker.stream.stats import RunStats
-from worker.stream.swap import ModelSlot, vocab_of
+from worker.stream.swap import ModelSlot
 from worker.stream.timing import Deadline
 from worker.stream.types import Item, Scored, Scorer
 
 log = get_logger(__name__)
-
-
-class InferenceResult(Protocol):
-    @property
-    def probs(self) -> np.ndarray: ...
-
-    @property
-    def real_tokens(self) -> int: ...
-
-    @property
-    def padded_tokens(self) -> int: ...
-
-
-class Model(Protocol):
-    def infer_ids(self, ids: Sequence[Sequence[int]], *, chunk_size: int | None = None) -> InferenceResult: ...
 
 
 class InferQueue:
@@ -208,14 +194,14 @@ class InferStage:
     def _retokenized(self, items: list[Item]) -> list[Item]:
         """``items``, those tokenised by another tokenizer than the model's (before a swap) tokenised again; one the
         new tokenizer fails on is failed (dead-lettered: ``inference_failed``)."""
-        vocab = vocab_of(self.model)
+        vocab = self.model.vocab
         if not any(item.vocab and item.vocab != vocab for item in items):
             return items
         kept: list[Item] = []
         for item in items:
             if item.vocab and item.vocab != vocab:
                 try:
-                    (ids,), (cut,) = self.model.tokenize([item.text])  # type: ignore[attr-defined]
+                    (ids,), (cut,) = self.model.tokenize([item.text])
                 except Exception as exc:
                     self._failed(item, f"the swapped-in model's tokenizer failed: {exc!r}")
                     continue
@@ -386,7 +372,7 @@ def _fail_replies(batch: Batch | None, error: str) -> None:
 
 
 def _logits(result: InferenceResult) -> np.ndarray | None:
-    return getattr(result, "logits", None)
+    return result.logits
 
 
 def _tokens(items: Sequence[Item]) -> int:

@@ -1,18 +1,57 @@
-"""What the pipeline reports to: the metrics and the health state, as Protocols, with typed no-op stand-ins.
+"""The pipeline's seams, as Protocols: the model it runs, and what it reports to (metrics, health state).
 
-:class:`worker.metrics.WorkerMetrics` and :class:`worker.metrics.HealthState` implement these; a worker built
-without them (tests, benchmarks) gets :class:`NullMetrics` / :class:`NullHealth`. Each Protocol lists exactly
-the methods the pipeline calls, nothing more.
+:class:`Model` is what every stage, the hot swap (``swap.py``), the circuit breaker (``guard.py``), the HTTP API and
+shadow mode use of a model: :class:`worker.model.runtime.SentimentModel` implements it, and loading one is
+``worker/model/``'s job (``worker/app.py`` hands the loaded model in), so nothing under ``worker/stream/`` imports
+ONNX Runtime. :class:`worker.metrics.WorkerMetrics` and :class:`worker.metrics.HealthState` implement the
+reporting Protocols; a worker built without them (tests, benchmarks) gets :class:`NullMetrics` / :class:`NullHealth`.
+Each Protocol lists exactly what the pipeline uses, nothing more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from worker.stream.types import Item
+import numpy as np
 
 TopicPartition = tuple[str, int]
+
+
+class InferenceResult(Protocol):
+    """One model call's output, rows in input order."""
+
+    @property
+    def probs(self) -> np.ndarray: ...  # (n, len(labels)) float32
+
+    @property
+    def real_tokens(self) -> int: ...  # tokens of the inputs (incl. special tokens)
+
+    @property
+    def padded_tokens(self) -> int: ...  # positions fed to the model, padding included
+
+    @property
+    def logits(self) -> np.ndarray | None: ...  # raw scores (HTTP raw_scores), when the model gives them
+
+
+class Model(Protocol):
+    """A loaded sentiment model: its tokenizer, its forward pass and what the outputs say about it."""
+
+    model_id: str
+    revision: str | None
+    sha256: str  # of the ONNX file
+    precision: str
+    provider: str  # the execution provider the session got
+    labels: Sequence[str]  # the columns of ``InferenceResult.probs``
+    vocab: str  # the tokenizer's fingerprint: ids made by another one are tokenised again after a swap
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]: ...  # ids, truncated
+
+    def infer_ids(self, ids: Sequence[Sequence[int]], *, chunk_size: int | None = None) -> InferenceResult: ...
+
+    def model_meta(self) -> dict[str, Any]: ...  # id, revision, onnx_sha256, precision, provider
+
+    def reload(self) -> None: ...  # a new session on the same files (the circuit breaker's rebuild)
 
 
 class PipelineMetrics(Protocol):
@@ -123,22 +162,4 @@ class NullHealth:
         pass
 
     def set_topics_missing(self, topics: Sequence[str]) -> None:
-        pass
-
-
-class BatchTracer(Protocol):
-    """Trace spans of the inference stage: called once per model batch, after the call, with its duration and
-    the error it raised (None when it succeeded). ``worker/tracing/`` builds one from the ``OTEL_*`` environment;
-    :class:`NullBatchTracer` is the default (tracing off)."""
-
-    def model_batch(self, items: Sequence[Item], seconds: float, error: BaseException | None = None) -> None: ...
-
-
-class NullBatchTracer:
-    """Tracing off: each call returns at once, without looking at the batch."""
-
-    def model_batch(self, items: Sequence[Item], seconds: float, error: BaseException | None = None) -> None:
-        pass
-
-    def close(self) -> None:
         pass

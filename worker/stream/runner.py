@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from worker.model.runtime import SentimentModel
 from worker.observability import get_logger
 from worker.records import ErrorType
 from worker.settings import Settings
@@ -36,7 +35,7 @@ from worker.stream.encode import Encoder, EncodeStage, OutRecord
 from worker.stream.guard import Breaker, start_stage_threads
 from worker.stream.infer import InferQueue, InferStage, peek
 from worker.stream.offsets import OffsetTracker
-from worker.stream.ports import HealthReporter, NullHealth, NullMetrics, PipelineMetrics
+from worker.stream.ports import HealthReporter, Model, NullHealth, NullMetrics, PipelineMetrics
 from worker.stream.sink import Sink
 from worker.stream.source import Source
 from worker.stream.stats import RunStats
@@ -55,7 +54,7 @@ class Runner:
     def __init__(
         self,
         settings: Settings,
-        model: SentimentModel,
+        model: Model,
         *,
         metrics: PipelineMetrics | None = None,
         health: HealthReporter | None = None,
@@ -109,8 +108,8 @@ class Runner:
         self.health.set_model_loaded(True)
 
     @property
-    def model(self) -> SentimentModel:
-        return self.slot.model  # type: ignore[no-any-return]
+    def model(self) -> Model:
+        return self.slot.model
 
     # ---- control -------------------------------------------------------------------------------------
     def stop(self, force: bool = False) -> None:

@@ -16,52 +16,47 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from worker.observability import get_logger
+from worker.stream.ports import Model
 from worker.stream.types import Scorer
 
 log = get_logger(__name__)
 
-Switched = Callable[[Any, Any], None]  # (old model, new model), called on the thread that switched
-
-
-def vocab_of(model: Any) -> str:
-    """The model's tokenizer fingerprint ("" when it has none: never re-tokenised)."""
-    return str(getattr(model, "vocab", "") or "")
+Switched = Callable[[Model, Model], None]  # (old model, new model), called on the thread that switched
 
 
 class ModelSlot:
     """The serving model (:attr:`model`, :attr:`scorer`) and at most one candidate offered to replace it."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Model) -> None:
         self.model = model
         self.scorer = Scorer.of(model)
         self.swaps = 0
-        self._offered: tuple[Any, Switched | None] | None = None
+        self._offered: tuple[Model, Switched | None] | None = None
         self._lock = threading.Lock()
 
-    def offer(self, model: Any, on_switched: Switched | None = None) -> None:
+    def offer(self, model: Model, on_switched: Switched | None = None) -> None:
         """Switch to ``model`` at the stage's next batch boundary (a candidate offered before and not taken yet is
         dropped: the newer one wins). ``on_switched(old, new)`` runs once it is in use."""
         with self._lock:
             superseded = self._offered
             self._offered = (model, on_switched)
         if superseded is not None:
-            log.warning("model_candidate_superseded", sha256=getattr(superseded[0], "sha256", None))
+            log.warning("model_candidate_superseded", sha256=superseded[0].sha256)
 
     @property
     def pending(self) -> bool:
         with self._lock:
             return self._offered is not None
 
-    def withdraw(self) -> Any | None:
+    def withdraw(self) -> Model | None:
         """Take back the candidate not switched to yet (the stage is gone); it, or None."""
         with self._lock:
             offered, self._offered = self._offered, None
         return None if offered is None else offered[0]
 
-    def take(self) -> Any | None:
+    def take(self) -> Model | None:
         """Called by whoever runs the model, between two model calls: switch to the offered candidate if there is
         one; the new model (or None)."""
         if self._offered is None:  # the common case, no lock
@@ -84,4 +79,4 @@ class ModelSlot:
         """Token ids and truncation flags by the serving model's tokenizer, and that tokenizer's ``vocab``."""
         model = self.model
         ids, truncated = model.tokenize(texts)
-        return ids, truncated, vocab_of(model)
+        return ids, truncated, model.vocab

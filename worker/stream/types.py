@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from worker.records import ErrorType
+
+if TYPE_CHECKING:
+    from worker.stream.ports import Model
 
 
 class SourceRecord(Protocol):
@@ -66,7 +69,7 @@ class Scorer:
     meta: dict[str, Any]
 
     @classmethod
-    def of(cls, model: Any) -> Scorer:
+    def of(cls, model: Model) -> Scorer:
         return cls(tuple(model.labels), dict(model.model_meta()))
 
 

@@ -40,6 +40,7 @@ class FakeModel:
     """
 
     model_id, revision, provider, precision, sha256 = "fake", None, "CPUExecutionProvider", "fp32", "0" * 64
+    vocab = ""  # ids are never re-tokenised
 
     def __init__(self, fail_at_tokens: int | None = None) -> None:
         self.labels = ["NEGATIVE", "POSITIVE"]
@@ -51,6 +52,9 @@ class FakeModel:
 
     def model_meta(self) -> dict[str, Any]:
         return {"id": self.model_id}
+
+    def reload(self) -> None:
+        pass
 
     def infer_ids(self, ids: Sequence[Sequence[int]], *, chunk_size: int | None = None) -> InferenceResult:
         if self.fail_at_tokens is not None and any(len(seq) == self.fail_at_tokens for seq in ids):
