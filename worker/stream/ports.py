@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from worker.stream.types import Item
+
 TopicPartition = tuple[str, int]
 
 
@@ -162,4 +164,22 @@ class NullHealth:
         pass
 
     def set_topics_missing(self, topics: Sequence[str]) -> None:
+        pass
+
+
+class BatchTracer(Protocol):
+    """Trace spans of the inference stage: called once per model batch, after the call, with its duration and
+    the error it raised (None when it succeeded). ``worker/tracing/`` builds one from the ``OTEL_*`` environment;
+    :class:`NullBatchTracer` is the default (tracing off)."""
+
+    def model_batch(self, items: Sequence[Item], seconds: float, error: BaseException | None = None) -> None: ...
+
+
+class NullBatchTracer:
+    """Tracing off: each call returns at once, without looking at the batch."""
+
+    def model_batch(self, items: Sequence[Item], seconds: float, error: BaseException | None = None) -> None:
+        pass
+
+    def close(self) -> None:
         pass
