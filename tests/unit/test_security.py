@@ -79,7 +79,8 @@ def test_security_settings_reach_consumer_producer_and_admin_configs(name: str, 
         )
     if ssl:
         expected.update(ssl_options)
-    consumer, producer, admin = consumer_config(settings), producer_config(settings), settings.kafka_security()
+    consumer = consumer_config(settings.kafka, settings.input)
+    producer, admin = producer_config(settings.kafka, settings.output), settings.kafka.kafka_security()
     for config in (consumer, producer, admin):
         assert {k: config.get(k) for k in expected} == expected
         if not sasl:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from worker.observability import get_logger
-from worker.settings import Settings
+from worker.settings import Batching, Input, Output
 from worker.stream.types import headers_size
 
 log = get_logger(__name__)
@@ -44,8 +44,9 @@ class AckBudget:
         self._last_log = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AckBudget:
-        return cls(settings.producer_buffer_bytes, RECORD_OVERHEAD_BYTES + TOKEN_BYTES * settings.max_length)
+    def from_settings(cls, output: Output, *, max_length: int) -> AckBudget:
+        """``producer_buffer_bytes`` of the output section; ``max_length`` (tokens) sizes the per-record charge."""
+        return cls(output.producer_buffer_bytes, RECORD_OVERHEAD_BYTES + TOKEN_BYTES * max_length)
 
     def cost(self, value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes | None]] | None) -> int:
         return self.size_cost(len(value or b"") + len(key or b"") + headers_size(headers))
@@ -105,12 +106,20 @@ class MemoryBound:
         return self.in_stages + self.awaiting_acks + self.fetched
 
 
-def max_partition_fetch_bytes(settings: Settings) -> int:
-    """What the consumer fetches per partition at most (``source.consumer_config``; a test keeps them equal)."""
-    return max(settings.max_message_bytes * 2, 1_048_576)
+def max_partition_fetch_bytes(input: Input) -> int:
+    """What the consumer fetches per partition at most (``source.consumer_config`` asks for this)."""
+    return max(input.max_message_bytes * 2, 1_048_576)
 
 
-def memory_bound(settings: Settings, *, input_bytes: int | None = None, partitions: int | None = None) -> MemoryBound:
+def memory_bound(
+    input: Input,
+    output: Output,
+    batching: Batching,
+    *,
+    max_length: int,
+    input_bytes: int | None = None,
+    partitions: int | None = None,
+) -> MemoryBound:
     """The most the worker holds above idle, for input records of at most ``input_bytes`` (value + key + headers;
     default ``max_message_bytes``, the worst case) and ``partitions`` assigned partitions (default: unknown).
 
@@ -120,18 +129,20 @@ def memory_bound(settings: Settings, *, input_bytes: int | None = None, partitio
                    (dead letters of one poll and of one batch are charged without waiting; one record is sent alone
                    when it is larger than the budget)
     fetched      = min(fetch_max_bytes, partitions × max_partition_fetch_bytes)
+
+    ``batching`` must be resolved (no ``"auto"``: the bound depends on the provider's batch size).
     """
-    s = settings
-    size = s.max_message_bytes if input_bytes is None else input_bytes
-    per_record = RECORD_COPIES * (size + OUTPUT_EXTRA_BYTES) + RECORD_OVERHEAD_BYTES + TOKEN_BYTES * s.max_length
-    records = (2 * s.queue_max_batches + 4) * s.max_batch_size + s.max_poll_records
-    fetched = s.fetch_max_bytes
+    size = input.max_message_bytes if input_bytes is None else input_bytes
+    per_record = RECORD_COPIES * (size + OUTPUT_EXTRA_BYTES) + RECORD_OVERHEAD_BYTES + TOKEN_BYTES * max_length
+    batch = batching.batch_size
+    records = (2 * batching.queue_max_batches + 4) * batch + input.max_poll_records
+    fetched = input.fetch_max_bytes
     if partitions is not None:
-        fetched = min(fetched, partitions * max_partition_fetch_bytes(s))
+        fetched = min(fetched, partitions * max_partition_fetch_bytes(input))
     return MemoryBound(
         per_record=per_record,
         records_in_stages=records,
         in_stages=records * per_record,
-        awaiting_acks=s.producer_buffer_bytes + (s.max_poll_records + s.max_batch_size + 1) * per_record,
+        awaiting_acks=output.producer_buffer_bytes + (input.max_poll_records + batch + 1) * per_record,
         fetched=fetched,
     )

@@ -29,7 +29,7 @@ from kafka.errors import KafkaTimeoutError, for_code
 from kafka.net import KafkaNetClient
 
 from worker.observability import get_logger
-from worker.settings import Settings
+from worker.settings import Kafka, Output
 from worker.stream.mend import topic_name_problem
 from worker.stream.ports import HealthReporter
 from worker.stream.watch import BrokerWatch
@@ -65,12 +65,12 @@ def new_client(cls: Callable[..., T], config: dict[str, Any]) -> T:
         raise
 
 
-def cluster_answers(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+def cluster_answers(kafka: Kafka, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
     """One bootstrap attempt with the worker's connection settings: True when the cluster answered."""
     client = KafkaNetClient(
-        **settings.kafka_security(),
-        client_id=f"{settings.client_id}-probe",
-        reconnect_backoff_max_ms=min(1000, settings.reconnect_backoff_max_ms),
+        **kafka.kafka_security(),
+        client_id=f"{kafka.client_id}-probe",
+        reconnect_backoff_max_ms=min(1000, kafka.reconnect_backoff_max_ms),
     )
     try:
         client.get_broker_version(timeout_ms=int(timeout_s * 1000))
@@ -106,20 +106,32 @@ class Holder(Protocol):
 class Cluster:
     def __init__(
         self,
-        settings: Settings,
+        kafka: Kafka,
+        output: Output,
         labels: Iterable[str],
         health: HealthReporter,
         watch: BrokerWatch,
         *,
         sink: Callable[[], Any],
-        probe: Callable[[Settings], bool] = cluster_answers,
+        input_topics: Iterable[str] = (),
+        log_interval_s: float = 10.0,
+        probe: Callable[[Kafka], bool] = cluster_answers,
     ) -> None:
-        """``sink()``: the current sink (or None), whose producer ``missing_topics=auto`` looks topics up with."""
-        self.settings = settings
+        """``sink()``: the current sink (or None), whose producer ``missing_topics=auto`` looks topics up with;
+        ``input_topics``: the topics subscribed by name (checked before the assignment; a pattern's are not)."""
+        self.kafka = kafka
         self.health = health
         self.watch = watch
         self.probe = probe
-        self.topics = TopicCheck(settings, labels, health, producer=lambda: getattr(sink(), "producer", None))
+        self.topics = TopicCheck(
+            kafka,
+            output,
+            labels,
+            health,
+            producer=lambda: getattr(sink(), "producer", None),
+            input_topics=input_topics,
+            log_interval_s=log_interval_s,
+        )
 
     def open(self, stop: threading.Event, open_clients: Callable[[], None], release: Callable[[], None]) -> bool:
         """Wait for the cluster, then ``open_clients()`` and start checking topics. False: stopped while waiting.
@@ -160,8 +172,8 @@ class Cluster:
             if not reachable and not self.watch.unreachable:
                 log.warning(
                     "waiting_for_cluster",
-                    bootstrap_servers=self.settings.bootstrap_servers,
-                    security_protocol=self.settings.security_protocol,
+                    bootstrap_servers=self.kafka.bootstrap_servers,
+                    security_protocol=self.kafka.security_protocol,
                     note="it doesn't answer, or refuses these security settings (the debug log says which); "
                     "retrying with backoff, nothing is consumed meanwhile",
                 )
@@ -171,12 +183,12 @@ class Cluster:
             self.health.beat()
             if stop.wait(pause):
                 return False
-            pause = min(pause * 2, self.settings.reconnect_backoff_max_ms / 1000.0)
+            pause = min(pause * 2, self.kafka.reconnect_backoff_max_ms / 1000.0)
         return False
 
     def _attempt(self, answer: list[bool | BaseException]) -> None:
         try:
-            answer.append(self.probe(self.settings))
+            answer.append(self.probe(self.kafka))
         except BaseException as exc:
             answer.append(exc)
 
@@ -198,20 +210,25 @@ class TopicCheck:
 
     def __init__(
         self,
-        settings: Settings,
+        kafka: Kafka,
+        output: Output,
         labels: Iterable[str],
         health: HealthReporter,
         *,
         producer: Callable[[], Any],
+        input_topics: Iterable[str] = (),
+        log_interval_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings
+        self.kafka = kafka
+        self.output = output
+        self.log_interval_s = log_interval_s
         self.labels = sorted({label.lower() for label in labels})
         self.health = health
         self.producer = producer  # the sink's producer (or None): missing_topics=auto asks as its sends do
         self._clock = clock
         self._lock = threading.Lock()
-        self._assigned: set[str] = set(settings.input_topics)  # checked from the start, before the assignment
+        self._assigned: set[str] = set(input_topics)  # checked from the start, before the assignment
         self._ok: set[str] = set()  # input topics whose output topics were found
         self._problems: dict[str, list[str]] = {}
         self._applied: set[str] | None = None
@@ -222,7 +239,7 @@ class TopicCheck:
 
     def targets(self, topic: str) -> list[str]:
         """Where the records of input topic ``topic`` can go: its output topic(s) and its dead-letter topic."""
-        s = self.settings
+        s = self.output
         outputs = {s.output_topic.format(topic=topic, label=label) for label in self.labels}
         return sorted(outputs | {s.dlq_topic.format(topic=topic)})
 
@@ -292,9 +309,9 @@ class TopicCheck:
         from kafka.admin import KafkaAdminClient
 
         config = {
-            **self.settings.kafka_security(),
-            "client_id": f"{self.settings.client_id}-admin",
-            "reconnect_backoff_max_ms": self.settings.reconnect_backoff_max_ms,
+            **self.kafka.kafka_security(),
+            "client_id": f"{self.kafka.client_id}-admin",
+            "reconnect_backoff_max_ms": self.kafka.reconnect_backoff_max_ms,
             "bootstrap_timeout_ms": 10_000,
             "request_timeout_ms": 10_000,
         }
@@ -308,12 +325,12 @@ class TopicCheck:
         names = sorted(set(inputs).union(*wanted.values()))
         partitions, errors = _describe(admin, names)
         absent = [name for name in names if errors.get(name) == UNKNOWN_TOPIC and name not in inputs]
-        if absent and self.settings.missing_topics == "create":
+        if absent and self.output.missing_topics == "create":
             self._create(admin, absent, wanted, partitions)
             found, still = _describe(admin, absent)
             partitions.update(found)
             errors.update(still)
-        elif absent and self.settings.missing_topics == "auto":
+        elif absent and self.output.missing_topics == "auto":
             for name in absent:
                 if count := self._request(name):
                     partitions[name] = count
@@ -321,8 +338,8 @@ class TopicCheck:
         for topic, targets in wanted.items():
             bad = [_problem(name, errors.get(name)) for name in targets if name not in partitions]
             need = partitions.get(topic, 0)
-            if self.settings.output_partitioning == "source":
-                dlq = self.settings.dlq_topic.format(topic=topic)
+            if self.output.output_partitioning == "source":
+                dlq = self.output.dlq_topic.format(topic=topic)
                 bad += [
                     f"{name} (has {partitions[name]} partitions, {topic} has {need}: output_partitioning=source "
                     "needs at least as many)"
@@ -335,7 +352,7 @@ class TopicCheck:
 
     def _create(self, admin: Any, names: list[str], wanted: dict[str, list[str]], partitions: dict[str, int]) -> None:
         """Create ``names`` (partitions: ``topic_partitions``, or as the input topic; ``topic_replication_factor``)."""
-        s = self.settings
+        s = self.output
         spec: dict[str, dict[str, int]] = {}
         for name in names:
             inputs = [partitions.get(topic, 0) for topic, targets in wanted.items() if name in targets]
@@ -375,11 +392,11 @@ class TopicCheck:
 
     def _log_missing(self) -> None:
         """When the missing topics change, then once per log interval while any are missing."""
-        self._next_log = self._clock() + self.settings.log_interval_s
+        self._next_log = self._clock() + self.log_interval_s
         log.error(
             "topics_missing",
             problems=self._problems,
-            missing_topics=self.settings.missing_topics,
+            missing_topics=self.output.missing_topics,
             note="these input topics' records stay in Kafka, unconsumed, until their output and dead-letter topics "
             "exist: create them (or set missing_topics=create)",
         )

@@ -56,7 +56,7 @@ from worker.records import (
     DeadLetter,
     ErrorType,
 )
-from worker.settings import Settings
+from worker.settings import Kafka, Output
 from worker.stream import kafka_compat
 from worker.stream.budget import AckBudget
 from worker.stream.cluster import new_client
@@ -90,26 +90,27 @@ DoneCallback = Callable[[SourceRecord, OutRecord | None], None]
 PRODUCER_STATE_ERRORS = (UnknownProducerIdError, OutOfOrderSequenceNumberError, InvalidProducerEpochError)
 
 
-def producer_config(settings: Settings) -> dict[str, Any]:
+def producer_config(kafka: Kafka, output: Output) -> dict[str, Any]:
+    """The KafkaProducer's options: the connection (``kafka``) and the producer's part of the output section."""
     return {
-        **settings.kafka_security(),
-        "client_id": f"{settings.client_id}-producer",
+        **kafka.kafka_security(),
+        "client_id": f"{kafka.client_id}-producer",
         "acks": "all",
         "enable_idempotence": True,
-        "compression_type": None if settings.compression_type == "none" else settings.compression_type,
-        "linger_ms": settings.linger_ms,
-        "max_request_size": settings.producer_max_request_size,
-        "batch_size": min(PRODUCER_BATCH_BYTES, settings.producer_max_request_size),  # never above a request
+        "compression_type": None if output.compression_type == "none" else output.compression_type,
+        "linger_ms": output.linger_ms,
+        "max_request_size": output.producer_max_request_size,
+        "batch_size": min(PRODUCER_BATCH_BYTES, output.producer_max_request_size),  # never above a request
         # the default key hashing (murmur2), computed once per key: kafka-python's hashes every record in Python
         "partitioner": CachingPartitioner(),
-        "reconnect_backoff_max_ms": settings.reconnect_backoff_max_ms,
+        "reconnect_backoff_max_ms": kafka.reconnect_backoff_max_ms,
         # Bounded blocking on metadata (a missing topic, an unreachable cluster); the sink retries and logs.
-        "max_block_ms": settings.producer_max_block_ms,
+        "max_block_ms": output.producer_max_block_ms,
     }
 
 
-def worker_id(settings: Settings) -> str:
-    return f"{settings.client_id}@{socket.gethostname()}:{os.getpid()}"
+def worker_id(kafka: Kafka) -> str:
+    return f"{kafka.client_id}@{socket.gethostname()}:{os.getpid()}"
 
 
 class Sink:
@@ -143,15 +144,16 @@ class Sink:
         self._errors_thread.start()
 
     @classmethod
-    def create(cls, settings: Settings, **kwargs: Any) -> Sink:
-        producer = new_client(KafkaProducer, producer_config(settings))
+    def create(cls, kafka: Kafka, output: Output, *, max_length: int, **kwargs: Any) -> Sink:
+        """A sink with a new producer; ``max_length`` (the model's, in tokens) sizes the per-record ack charge."""
+        producer = new_client(KafkaProducer, producer_config(kafka, output))
         try:
             kafka_compat.check_producer(producer)  # now, not when a delivery fails
             return cls(
                 producer,
-                dlq_topic=settings.dlq_topic,
-                worker=worker_id(settings),
-                budget=AckBudget.from_settings(settings),
+                dlq_topic=output.dlq_topic,
+                worker=worker_id(kafka),
+                budget=AckBudget.from_settings(output, max_length=max_length),
                 **kwargs,
             )
         except BaseException:

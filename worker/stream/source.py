@@ -17,8 +17,9 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
 from worker.observability import get_logger
-from worker.settings import Settings
+from worker.settings import Input, Kafka
 from worker.stream import kafka_compat
+from worker.stream.budget import max_partition_fetch_bytes
 from worker.stream.cluster import new_client
 from worker.stream.types import SourceRecord
 
@@ -37,21 +38,22 @@ class RebalanceHandler(Protocol):
     def lost(self, partitions: list[TopicPartition]) -> None: ...
 
 
-def consumer_config(settings: Settings) -> dict[str, Any]:
+def consumer_config(kafka: Kafka, input: Input) -> dict[str, Any]:
+    """The KafkaConsumer's options: the connection (``kafka``) and the consumer's part of the input section."""
     return {
-        **settings.kafka_security(),
-        "client_id": f"{settings.client_id}-consumer",
-        "group_id": settings.group_id,
+        **kafka.kafka_security(),
+        "client_id": f"{kafka.client_id}-consumer",
+        "group_id": input.group_id,
         "enable_auto_commit": False,
-        "auto_offset_reset": settings.auto_offset_reset,
-        "session_timeout_ms": settings.session_timeout_ms,
-        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
-        "max_poll_interval_ms": settings.max_poll_interval_ms,
-        "max_poll_records": settings.max_poll_records,
-        "fetch_max_bytes": settings.fetch_max_bytes,
-        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
-        "max_partition_fetch_bytes": max(settings.max_message_bytes * 2, 1_048_576),
-        "reconnect_backoff_max_ms": settings.reconnect_backoff_max_ms,
+        "auto_offset_reset": input.auto_offset_reset,
+        "session_timeout_ms": input.session_timeout_ms,
+        "heartbeat_interval_ms": input.heartbeat_interval_ms,
+        "max_poll_interval_ms": input.max_poll_interval_ms,
+        "max_poll_records": input.max_poll_records,
+        "fetch_max_bytes": input.fetch_max_bytes,
+        "fetch_max_wait_ms": input.fetch_max_wait_ms,
+        "max_partition_fetch_bytes": max_partition_fetch_bytes(input),
+        "reconnect_backoff_max_ms": kafka.reconnect_backoff_max_ms,
     }
 
 
@@ -94,20 +96,19 @@ class _Listener(AsyncConsumerRebalanceListener):
 
 
 class Source:
-    def __init__(self, settings: Settings, handler: RebalanceHandler, consumer: Any | None = None) -> None:
-        self.settings = settings
+    def __init__(self, kafka: Kafka, input: Input, handler: RebalanceHandler, consumer: Any | None = None) -> None:
         kafka_compat.escape_undecodable_header_keys()  # a header name that isn't UTF-8 must not break poll()
         self._paused = False
         self._held: set[str] = set()  # topics kept paused whatever backpressure does (see hold())
         self._lock = threading.Lock()
-        self.consumer = consumer or new_client(KafkaConsumer, consumer_config(settings))
+        self.consumer = consumer or new_client(KafkaConsumer, consumer_config(kafka, input))
         try:
             kafka_compat.check_consumer(self.consumer)  # now, not at the first rebalance
             listener = _Listener(self, handler)
-            if settings.input_pattern:
-                self.consumer.subscribe(pattern=settings.input_pattern, listener=listener)
+            if input.input_pattern:
+                self.consumer.subscribe(pattern=input.input_pattern, listener=listener)
             else:
-                self.consumer.subscribe(topics=list(settings.input_topics), listener=listener)
+                self.consumer.subscribe(topics=list(input.input_topics), listener=listener)
         except BaseException:
             if consumer is None:  # a failed start leaves no client behind
                 self.consumer.close(autocommit=False, timeout_ms=0)

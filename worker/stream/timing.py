@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from worker.settings import Settings
+from worker.settings import Input
 
 # After the drain (bounded by shutdown_timeout_s): the final commit (at least this long even when the drain used
 # the whole budget) and closing the producer get at most CLOSE_STEP_S each. Leaving the group gets up to the session
@@ -45,10 +45,11 @@ class RestartBackoff:
         return self._pause
 
 
-def leave_group_timeout_s(settings: Settings) -> float:
-    return min(LEAVE_GROUP_MAX_S, max(CLOSE_STEP_S, settings.session_timeout_ms / 1000.0))
+def leave_group_timeout_s(input: Input) -> float:
+    """How long closing the consumer may wait to leave the group (bounded by the group's session timeout)."""
+    return min(LEAVE_GROUP_MAX_S, max(CLOSE_STEP_S, input.session_timeout_ms / 1000.0))
 
 
-def close_bound_s(settings: Settings) -> float:
+def close_bound_s(input: Input) -> float:
     """Most seconds a stop takes after the drain deadline: final commit, leaving the group, closing the producer."""
-    return CLOSE_STEP_S + leave_group_timeout_s(settings) + CLOSE_STEP_S
+    return CLOSE_STEP_S + leave_group_timeout_s(input) + CLOSE_STEP_S

@@ -7,7 +7,7 @@ consuming and queued everything in kafka-python's producer (it has no ``buffer_m
 ``producer_buffer_bytes`` at 1 GiB (no bound in effect) it consumed 8,728 records during the hold and grew by
 133 MiB (about 15.6 KiB per record awaiting its ack; the budget charges 21 KiB for these records). With
 ``producer_buffer_bytes`` the outputs wait, the queues fill and the consumer pauses: the peak RSS minus the RSS
-after warm-up stays within ``memory_bound(settings)`` (plus ``SLACK_MIB`` for the Python allocator: freed memory
+after warm-up stays within ``memory_bound(...)`` (plus ``SLACK_MIB`` for the Python allocator: freed memory
 is not always returned, arenas are per size class). The figures are printed.
 """
 
@@ -119,7 +119,8 @@ def test_peak_rss_stays_within_the_bound_while_the_broker_holds_the_producers_ac
         proxy.close()
         broker.stop()
     settings = load_settings(bootstrap_servers="127.0.0.1:1", **SETTINGS)
-    bound = memory_bound(settings, input_bytes=largest, partitions=PARTITIONS)
+    sections = (settings.input, settings.output, settings.batching)
+    bound = memory_bound(*sections, max_length=settings.max_length, input_bytes=largest, partitions=PARTITIONS)
     growth = peak - baseline
     allowed = bound.total / MiB + SLACK_MIB
     print(

@@ -139,9 +139,11 @@ def test_producer_buffer_must_hold_a_request_and_batches_never_exceed_a_request(
     with pytest.raises(SettingsError, match="producer_buffer_bytes must be at least producer_max_request_size"):
         load_settings(bootstrap_servers="h:1", producer_buffer_bytes=1_000_000, producer_max_request_size=2_000_000)
     settings = load_settings(bootstrap_servers="h:1", producer_buffer_bytes=8_000, producer_max_request_size=8_000)
-    assert producer_config(settings)["batch_size"] == 8_000
-    assert producer_config(load_settings(bootstrap_servers="h:1"))["batch_size"] == PRODUCER_BATCH_BYTES
-    assert "buffer_memory" not in producer_config(settings), "kafka-python 3 has no buffer_memory (it refuses it)"
+    config = producer_config(settings.kafka, settings.output)
+    assert config["batch_size"] == 8_000
+    default = load_settings(bootstrap_servers="h:1")
+    assert producer_config(default.kafka, default.output)["batch_size"] == PRODUCER_BATCH_BYTES
+    assert "buffer_memory" not in config, "kafka-python 3 has no buffer_memory (it refuses it)"
 
 
 def test_memory_bound_formula() -> None:
@@ -156,7 +158,8 @@ def test_memory_bound_formula() -> None:
         max_message_bytes=64 << 10,
         fetch_max_bytes=4 << 20,
     )
-    bound = memory_bound(settings, input_bytes=2_000, partitions=4)
+    sections = (settings.input, settings.output, settings.batching)
+    bound = memory_bound(*sections, max_length=settings.max_length, input_bytes=2_000, partitions=4)
     per_record = 4 * (2_000 + 1_024) + 4_096 + 40 * 128
     assert bound.per_record == per_record
     assert bound.records_in_stages == (2 * 2 + 4) * 32 + 100
@@ -164,11 +167,12 @@ def test_memory_bound_formula() -> None:
     assert bound.awaiting_acks == (4 << 20) + (100 + 32 + 1) * per_record
     assert bound.fetched == min(4 << 20, 4 * (1 << 20))
     assert bound.total == bound.in_stages + bound.awaiting_acks + bound.fetched
-    worst = memory_bound(settings)  # records of max_message_bytes, partitions unknown
+    worst = memory_bound(*sections, max_length=128)  # records of max_message_bytes, partitions unknown
     assert worst.per_record > per_record and worst.fetched == 4 << 20
 
 
 def test_the_bound_uses_the_consumers_real_partition_fetch_size() -> None:
     for size in (1_000, 1 << 20, 5 << 20):
         settings = load_settings(bootstrap_servers="h:1", input_topics="t", max_message_bytes=size)
-        assert max_partition_fetch_bytes(settings) == consumer_config(settings)["max_partition_fetch_bytes"]
+        fetch = consumer_config(settings.kafka, settings.input)["max_partition_fetch_bytes"]
+        assert max_partition_fetch_bytes(settings.input) == fetch

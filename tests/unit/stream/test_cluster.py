@@ -71,7 +71,10 @@ class Producer:
 def _check(producer: Producer | None = None, **overrides: Any) -> tuple[TopicCheck, Health]:
     settings = load_settings(input_topics="in", **overrides)
     health = Health()
-    return TopicCheck(settings, LABELS, health, producer=lambda: producer), health
+    check = TopicCheck(
+        settings.kafka, settings.output, LABELS, health, producer=lambda: producer, input_topics=settings.input_topics
+    )
+    return check, health
 
 
 def test_targets_cover_every_label_of_the_output_template_and_the_dead_letter_topic() -> None:
@@ -123,7 +126,18 @@ def _cluster(probe: Any, **overrides: Any) -> tuple[Cluster, Health]:
     settings = load_settings(input_topics="in", reconnect_backoff_max_ms=200, log_interval_s=0.1, **overrides)
     health = Health()
     watch = BrokerWatch(health, NullMetrics(), log_interval_s=settings.log_interval_s)
-    return Cluster(settings, LABELS, health, watch, sink=lambda: None, probe=probe), health
+    cluster = Cluster(
+        settings.kafka,
+        settings.output,
+        LABELS,
+        health,
+        watch,
+        sink=lambda: None,
+        input_topics=settings.input_topics,
+        log_interval_s=settings.log_interval_s,
+        probe=probe,
+    )
+    return cluster, health
 
 
 def test_wait_reachable_retries_with_backoff_until_the_cluster_answers() -> None:
@@ -154,7 +168,8 @@ def test_an_error_that_is_not_unreachability_is_raised() -> None:
 
 
 def test_settings_bound_the_producer_and_validate_topic_creation() -> None:
-    assert producer_config(load_settings(producer_max_block_ms=1234))["max_block_ms"] == 1234
+    settings = load_settings(producer_max_block_ms=1234)
+    assert producer_config(settings.kafka, settings.output)["max_block_ms"] == 1234
     with pytest.raises(SettingsError, match="topic_replication_factor"):
         load_settings(topic_replication_factor=0)
     with pytest.raises(SettingsError, match="missing_topics"):

@@ -140,12 +140,13 @@ def test_a_consumer_without_the_coordinator_raises() -> None:
 def test_the_source_checks_its_consumer_up_front_not_at_the_first_rebalance() -> None:
     settings = load_settings(bootstrap_servers=NO_BROKER, input_topics="in")
     with pytest.raises(KafkaCompatError, match="_coordinator"):
-        Source(settings, handler=None, consumer=SimpleNamespace(subscribe=lambda **kw: None))  # type: ignore[arg-type]
+        consumer = SimpleNamespace(subscribe=lambda **kw: None)
+        Source(settings.kafka, settings.input, handler=None, consumer=consumer)  # type: ignore[arg-type]
 
 
 def test_broker_reachable_does_not_hide_a_compat_error_as_unreachable(consumer: KafkaConsumer) -> None:
     settings = load_settings(bootstrap_servers=NO_BROKER, input_topics="in")
-    source = Source(settings, handler=None, consumer=consumer)  # type: ignore[arg-type]
+    source = Source(settings.kafka, settings.input, handler=None, consumer=consumer)  # type: ignore[arg-type]
     assert source.broker_reachable() is False  # no broker: the coordinator is unknown
     source.consumer = SimpleNamespace()
     with pytest.raises(KafkaCompatError):
