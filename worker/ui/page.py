@@ -24,6 +24,9 @@ from worker.ui.feed import Status
 if TYPE_CHECKING:
     import pandas as pd
 
+UI_EXTRA = "ui"
+# The distributions of pyproject.toml's [ui] extra besides [http] (a unit test keeps the lists equal).
+UI_PACKAGES: tuple[str, ...] = ("gradio",)
 CSS = """
 #sw-status .sw-ok { color: #137333; } #sw-status .sw-error { color: #b3261e; font-weight: 600; }
 .sw-cards { display: flex; flex-wrap: wrap; gap: 8px; }
@@ -135,11 +138,18 @@ def verdict_html(verdict: Verdict | None, error: str | None = None) -> str:
     )
 
 
+def require_ui() -> None:
+    """Raise ``ExtraNotInstalledError`` naming the [ui] extra unless Gradio (and the [http] packages) are there."""
+    from worker.model.errors import require_extra
+    from worker.serve.front import HTTP_PACKAGES
+
+    require_extra(UI_EXTRA, (*UI_PACKAGES, *HTTP_PACKAGES), "the web app (sentiment-worker ui)")
+
+
 def gradio() -> Any:
     """``import gradio`` with analytics off (no network), or the error naming the [ui] extra."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from worker.model.errors import extra_imports
-    from worker.ui import UI_EXTRA
 
     with extra_imports(UI_EXTRA, "the web app (sentiment-worker ui)"):
         import gradio as gr

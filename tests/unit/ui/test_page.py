@@ -16,11 +16,19 @@ import pytest
 from tests.support.blocked_imports import REPO
 from worker.cli import build_parser, main
 from worker.serve.front import HTTP_PACKAGES
-from worker.ui import UI_PACKAGES
 from worker.ui.classify import ClassifyError, HttpClassifier, Verdict, classify_text
 from worker.ui.data import LiveRecord, LiveStats
 from worker.ui.feed import LagFeed, Status
-from worker.ui.page import mix_frame, records_html, render, stats_html, status_html, try_it_html, verdict_html
+from worker.ui.page import (
+    UI_PACKAGES,
+    mix_frame,
+    records_html,
+    render,
+    stats_html,
+    status_html,
+    try_it_html,
+    verdict_html,
+)
 
 pytestmark = pytest.mark.unit
 
