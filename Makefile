@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel (a looser requirement pulls a multi-GB CUDA build)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,train,http,ui,datasets,otel]'
+	$(BIN)/pip install --quiet -e '.[dev,train,http,ui,datasets,otel,schema-registry]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the worker with its pinned stack

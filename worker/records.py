@@ -12,6 +12,7 @@ import json
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,9 +41,17 @@ DLQ_HEADER_HEADERS_DROPPED = "x-dlq-headers-dropped"
 
 
 class InputRecord(BaseModel):
-    """A JSON input record: an object holding the text field (default ``text``); other fields pass through."""
+    """A JSON input record: an object holding the text field (default ``text``); other fields pass through.
 
-    model_config = ConfigDict(extra="allow", title="SentimentInput")
+    ``text_field`` may also point inside the object (a JSON Pointer such as ``/review/body`` or a dotted path such as
+    ``review.body``) or name several fields joined by ``text_separator``; this schema shows the default.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+        title="SentimentInput",
+        json_schema_extra={"examples": [{"text": "Great battery life.", "id": "r-1001"}]},
+    )
 
     text: str = Field(min_length=1, description="Text to classify (the field name is configurable).")
 
@@ -63,6 +72,11 @@ class ModelMeta(BaseModel):
     onnx_sha256: str = Field(description="sha256 of the ONNX file that produced the prediction.")
     precision: str = Field(description="fp32, o3, int8 or fp16.")
     provider: str = Field(description="ONNX Runtime execution provider that ran it.")
+    simulated: bool = Field(
+        default=False,
+        description="True when a simulated device scored it (simulate_device_rate): the forward pass was a wait, "
+        "the prediction is not real. Absent otherwise.",
+    )
 
 
 class SourceMeta(BaseModel):
@@ -97,6 +111,102 @@ class EnrichedRecord(BaseModel):
     sentiment_meta: EnrichmentMeta
 
 
+_META_EXAMPLE: dict[str, Any] = {
+    "schema_version": SCHEMA_VERSION,
+    "model": {
+        "id": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+        "revision": "714eb0f",
+        "onnx_sha256": "3c" * 32,
+        "precision": "fp32",
+        "provider": "CPUExecutionProvider",
+    },
+    "source": {"topic": "reviews", "partition": 0, "offset": 1001, "timestamp": 1765015200000},
+    "processed_at": "2026-12-06T10:00:00.123000+00:00",
+    "latency_ms": 12.5,
+    "truncated": False,
+}
+_SENTIMENT_EXAMPLE: dict[str, Any] = {
+    "label": "POSITIVE",
+    "score": 0.98,
+    "scores": {"NEGATIVE": 0.02, "POSITIVE": 0.98},
+}
+
+
+class SlimRecord(BaseModel):
+    """Output record with ``output_mode=slim``: the key, the chosen ``output_id_fields`` (at their input paths), the
+    result and its meta; nothing else of the input."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        title="SentimentSlimOutput",
+        json_schema_extra={
+            "examples": [
+                {
+                    "key": "user-42",
+                    "review": {"id": "r-1001"},
+                    "sentiment": _SENTIMENT_EXAMPLE,
+                    "sentiment_meta": _META_EXAMPLE,
+                }
+            ]
+        },
+    )
+
+    key: str | None = Field(description="The Kafka key as UTF-8 text (undecodable bytes as \\xNN); null: no key.")
+    sentiment: Sentiment
+    sentiment_meta: EnrichmentMeta
+
+
+class CloudEventOutput(BaseModel):
+    """Output of ``input_format=cloudevents`` in structured mode (``application/cloudevents+json``); in binary mode
+    the attributes are ``ce_*`` headers and the value is ``data``. Extension attributes of the input are kept."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        title="SentimentCloudEvent",
+        json_schema_extra={
+            "examples": [
+                {
+                    "specversion": "1.0",
+                    "id": "0b9f6d4e-59a4-5c0e-8d1f-6f2b1d3c8a77",
+                    "source": "sentiment-worker",
+                    "type": "com.example.review.created.sentiment",
+                    "time": "2026-12-06T10:00:00.123Z",
+                    "datacontenttype": "application/json",
+                    "subject": "review/1001",
+                    "data": {
+                        "review": {"id": "r-1001", "body": "Great battery life."},
+                        "sentiment": _SENTIMENT_EXAMPLE,
+                        "sentiment_meta": _META_EXAMPLE,
+                    },
+                }
+            ]
+        },
+    )
+
+    specversion: str = Field(pattern=r"^1\.0$", description="CloudEvents 1.0.")
+    id: str = Field(min_length=1, description="A UUID derived from the input event's source and id (stable).")
+    source: str = Field(min_length=1, description="The setting cloudevents_source.")
+    type: str = Field(min_length=1, description="The input event's type + cloudevents_type_suffix.")
+    time: datetime = Field(description="When the worker wrote the event (UTC).")
+    datacontenttype: str = Field(pattern=r"^application/json$", description="Always application/json.")
+    data: dict[str, Any] = Field(description="The input event's data with the result placed (see output_field).")
+
+
+# The Avro record output_format=schema-registry adds to the input's schema (under output_field, default sentiment).
+SENTIMENT_AVRO: dict[str, Any] = {
+    "type": "record",
+    "name": "Sentiment",
+    "namespace": "sentiment_worker",
+    "doc": "Added by sentiment-worker: the predicted label, its probability, every label's, the model's id.",
+    "fields": [
+        {"name": "label", "type": "string"},
+        {"name": "score", "type": "double"},
+        {"name": "scores", "type": {"type": "map", "values": "double"}},
+        {"name": "model", "type": "string"},
+    ],
+}
+
+
 class ErrorType(StrEnum):
     TOO_LARGE = "too_large"  # value bigger than max_message_bytes
     EMPTY_VALUE = "empty_value"  # null value (tombstone) or zero bytes
@@ -105,6 +215,9 @@ class ErrorType(StrEnum):
     NOT_AN_OBJECT = "not_an_object"
     MISSING_TEXT = "missing_text"
     INVALID_TEXT = "invalid_text"  # not a string, or empty / blank
+    INVALID_CLOUDEVENT = "invalid_cloudevent"  # not a CloudEvent, a required attribute missing, data not JSON
+    UNKNOWN_SCHEMA = "unknown_schema"  # the schema registry has no schema with the record's id
+    UNDECODABLE = "undecodable"  # not the Confluent wire format, or bytes the writer's schema can't read
     TOO_LONG = "too_long"  # text over max_text_chars / max_length tokens with text_overflow=reject
     INFERENCE_FAILED = "inference_failed"
     ENCODE_FAILED = "encode_failed"
@@ -198,6 +311,8 @@ class DeadLetter(BaseModel):
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "input.schema.json": InputRecord,
     "output.schema.json": EnrichedRecord,
+    "output-slim.schema.json": SlimRecord,
+    "output-cloudevent.schema.json": CloudEventOutput,
     "dead-letter.schema.json": DeadLetter,
 }
 

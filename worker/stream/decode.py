@@ -1,85 +1,123 @@
 """Decode/validate stage: Kafka record bytes → a valid :class:`Item` with token ids, or a :class:`Rejected`.
 
-Per message: size check (value + key + headers), UTF-8 decode, JSON parse and field checks (that work is per
-message by nature). JSON is parsed by orjson where its result is the standard library's (no digit run of 16 or more:
-orjson turns integers beyond 64 bits into floats); anything orjson refuses goes through the standard library, so a
-bad record gets the same reason and message either way.
+Per message: size check (value + key + headers), then the input format (``worker/formats``: JSON, text,
+CloudEvents, Schema Registry) reads the record and finds its text, then the text checks (blank, lone surrogates,
+``max_text_chars``). A record the format can't read is rejected with the format's reason.
 Per poll batch: one tokenizer call for all valid texts of the poll (fast tokenizer, ``encode_batch``).
+
+A fault that isn't the record's (the schema registry unreachable: :class:`~worker.formats.Unavailable`) rejects
+nothing: the record and every later record of its partition in the poll are *deferred*. :meth:`Decoder.take_deferred`
+says from which offset each partition is to be read again; the runner rewinds there and keeps the consumer paused
+until :meth:`Decoder.waiting` ends (a back-off that doubles, 1 s to 30 s), and reports not ready meanwhile
+(``on_unavailable``). Nothing is dead-lettered or committed past a deferred record.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
-
+from worker.formats import InputFormat, RecordError, Unavailable, build_input
+from worker.formats.plain import JsonInput, TextInput, fast_loads
+from worker.observability import get_logger
 from worker.records import ErrorType
 from worker.settings import Input
 from worker.stream.types import Item, Rejected, SourceRecord, record_size
 
+log = get_logger(__name__)
+
 # (ids, truncated) or (ids, truncated, vocab): ``vocab`` names the tokenizer (``swap.ModelSlot.tokenize``)
 Tokenize = Callable[[Sequence[str]], tuple[Any, ...]]
+TP = tuple[str, int]
 
-
-_LONG_DIGITS = re.compile(rb"\d{16}")
-
-
-def _fast_loads(value: bytes) -> Any:
-    """orjson's parse of ``value`` when it equals the standard library's, else ``None`` (then the stdlib decides)."""
-    if _LONG_DIGITS.search(value) is not None:
-        return None
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # e.g. 1e400: Python makes it inf, which JSON can't carry to the output
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
+_fast_loads = fast_loads  # the JSON fast path (tests reach it here)
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
 
 
 class Decoder:
     def __init__(
         self,
         *,
-        input_format: str,
-        text_field: str,
+        input_format: str | InputFormat,
+        text_field: str = "text",
         max_message_bytes: int,
         max_text_chars: int,
         text_overflow: str,
         tokenize: Tokenize,
+        text_separator: str = " ",
+        on_unavailable: Callable[[str | None], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.input_format = input_format
-        self.text_field = text_field
+        if isinstance(input_format, str):
+            from worker.formats.fields import TextFields
+
+            input_format = TextInput() if input_format == "text" else JsonInput(TextFields(text_field, text_separator))
+        self.format: InputFormat = input_format
         self.max_message_bytes = max_message_bytes
         self.max_text_chars = max_text_chars
         self.reject_overflow = text_overflow == "reject"
         self.tokenize = tokenize
+        self.on_unavailable = on_unavailable  # called with the reason when a service goes away, None when back
+        self._clock = clock
+        self._deferred: dict[TP, int] = {}  # partition → first offset to read again
+        self.unavailable: str | None = None  # why records are being deferred (None: all is well)
+        self._retry_at = 0.0
+        self._pause_s = RETRY_FIRST_S
 
     @classmethod
-    def from_settings(cls, input: Input, tokenize: Tokenize) -> Decoder:
-        """A decoder configured by the input section."""
+    def from_settings(
+        cls,
+        input: Input,
+        tokenize: Tokenize,
+        *,
+        output: Any = None,
+        registry: Any = None,
+        labels: Sequence[str] = (),
+        on_unavailable: Callable[[str | None], None] | None = None,
+    ) -> Decoder:
+        """A decoder configured by the input section (``output``/``registry``: the Output and SchemaRegistry sections,
+        for the CloudEvents and Schema Registry formats; ``labels``: the model's, for an Avro output)."""
         return cls(
-            input_format=input.input_format,
-            text_field=input.text_field,
+            input_format=build_input(input, output=output, registry=registry, labels=labels),
             max_message_bytes=input.max_message_bytes,
             max_text_chars=input.max_text_chars,
             text_overflow=input.text_overflow,
             tokenize=tokenize,
+            on_unavailable=on_unavailable,
         )
 
+    # ---- deferral: a fault that isn't the records' ------------------------------------------------------
+    def waiting(self) -> bool:
+        """True while deferred records should not be read again yet (keep the consumer paused)."""
+        return self.unavailable is not None and self._clock() < self._retry_at
+
+    def take_deferred(self) -> dict[TP, int]:
+        """Per partition, the offset to read again from (records of the last ``decode`` that were deferred)."""
+        deferred, self._deferred = self._deferred, {}
+        return deferred
+
+    def _defer(self, record: SourceRecord) -> None:
+        self._deferred.setdefault((record.topic, record.partition), record.offset)
+
+    def _went_away(self, reason: str) -> None:
+        first = self.unavailable is None
+        self.unavailable = reason
+        self._retry_at = self._clock() + self._pause_s
+        log.warning("input_unavailable", reason=reason, retry_in_s=self._pause_s, deferred=len(self._deferred))
+        self._pause_s = min(RETRY_MAX_S, self._pause_s * 2)
+        if first and self.on_unavailable is not None:
+            self.on_unavailable(reason)
+
+    def _came_back(self) -> None:
+        log.info("input_available", was=self.unavailable)
+        self.unavailable = None
+        self._pause_s = RETRY_FIRST_S
+        if self.on_unavailable is not None:
+            self.on_unavailable(None)
+
+    # ---- decode ------------------------------------------------------------------------------------------
     def decode(
         self, records: Sequence[SourceRecord], received: float | None = None
     ) -> tuple[list[Item], list[Rejected]]:
@@ -87,9 +125,23 @@ class Decoder:
         received = time.time() if received is None else received
         items: list[Item] = []
         rejected: list[Rejected] = []
+        down: str | None = "still waiting" if self.waiting() else None
+        deferred = self._deferred
         for record in records:
-            result = self._decode_one(record, received)
+            if down is not None or (deferred and (record.topic, record.partition) in deferred):
+                self._defer(record)
+                continue
+            try:
+                result = self._decode_one(record, received)
+            except Unavailable as exc:
+                down = str(exc)
+                self._defer(record)
+                continue
             (items if isinstance(result, Item) else rejected).append(result)  # type: ignore[arg-type]
+        if down is not None and down != "still waiting":
+            self._went_away(down)
+        elif self.unavailable is not None and down is None and records:
+            self._came_back()
         if items:
             try:
                 ids, truncated, *vocab = self.tokenize([item.text for item in items])
@@ -137,39 +189,11 @@ class Decoder:
             )
         if not value:
             return Rejected(record, ErrorType.EMPTY_VALUE, "record value is null or empty")
-        fast = None if self.input_format == "text" else _fast_loads(value)
-        if fast is None:
-            try:
-                decoded = value.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return Rejected(record, ErrorType.INVALID_UTF8, str(exc))
-        if self.input_format == "text":
-            payload: dict[str, Any] = {"text": decoded}
-            text: Any = decoded
-        else:
-            try:
-                payload = (
-                    fast
-                    if fast is not None
-                    else json.loads(decoded, parse_constant=_reject_constant, parse_float=_finite_float)
-                )
-            except RecursionError:
-                return Rejected(record, ErrorType.INVALID_JSON, "JSON nested too deeply")
-            except ValueError as exc:  # JSONDecodeError, huge ints, NaN/Infinity
-                return Rejected(record, ErrorType.INVALID_JSON, str(exc))
-            if not isinstance(payload, dict):
-                return Rejected(
-                    record, ErrorType.NOT_AN_OBJECT, f"JSON value is a {type(payload).__name__}, not an object"
-                )
-            if self.text_field not in payload:
-                return Rejected(record, ErrorType.MISSING_TEXT, f"field {self.text_field!r} is missing")
-            text = payload[self.text_field]
-            if not isinstance(text, str):
-                return Rejected(
-                    record,
-                    ErrorType.INVALID_TEXT,
-                    f"field {self.text_field!r} is {type(text).__name__}, not a string",
-                )
+        try:
+            decoded = self.format.read(record)
+        except RecordError as exc:
+            return Rejected(record, exc.error_type, exc.message)
+        text = decoded.text
         if not text.strip():
             return Rejected(record, ErrorType.INVALID_TEXT, "text is empty or blank")
         try:
@@ -187,5 +211,11 @@ class Decoder:
             text = text[: self.max_text_chars]
             truncated = True
         return Item(
-            record=record, payload=payload, text=text, received=received, truncated=truncated, header_bytes=header_bytes
+            record=record,
+            payload=decoded.payload,
+            text=text,
+            received=received,
+            truncated=truncated,
+            header_bytes=header_bytes,
+            context=None if decoded.output is None else (decoded.output, decoded.context),
         )

@@ -1,13 +1,15 @@
 """Encode stage: (items, probabilities) → output records (topic, key, value, headers, partition).
 
 Output value: the input JSON object's fields unchanged, plus ``sentiment`` and ``sentiment_meta``
-(schema: ``worker.records.EnrichedRecord``). Key and headers of the input are kept, plus ``x-sentiment-*``;
-headers kafka-python's producer would refuse are mended (``mend.py``) and ``x-sentiment-headers-mended`` says how.
+(schema: ``worker.records.EnrichedRecord``); ``output_field`` and ``output_mode`` move or slim them
+(``worker/formats/output.py``). An item the input format left an output format for (CloudEvents, Avro:
+``Item.context``) is written by that format; others are JSON. Key and headers of the input are kept, plus
+``x-sentiment-*``; headers kafka-python's producer would refuse are mended (``mend.py``) and
+``x-sentiment-headers-mended`` says how.
 """
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -17,8 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import orjson
 
+from worker.formats import OutputShape, build_shape
+from worker.formats.plain import dumps
 from worker.records import (
     HEADER_HEADERS_MENDED,
     HEADER_LABEL,
@@ -27,8 +30,11 @@ from worker.records import (
     HEADER_SCORE,
     SCHEMA_VERSION,
 )
+from worker.settings import Output
 from worker.stream.mend import producible_headers
-from worker.stream.types import Item, Scored, Scorer
+from worker.stream.types import Item, Scored, Scorer, headers_size
+
+__all__ = ["EncodeStage", "Encoder", "OutRecord", "dumps"]
 
 
 @dataclass(slots=True)
@@ -51,6 +57,7 @@ class Encoder:
         model_meta: dict[str, Any],
         output_topic: str,
         partitioning: str = "key",
+        shape: OutputShape | None = None,
     ) -> None:
         self.labels = tuple(labels)
         self.model_meta = dict(model_meta)
@@ -59,6 +66,22 @@ class Encoder:
         self._topics: dict[tuple[str, str], str] = {}
         self._static_headers = _model_headers(self.model_meta)
         self._scorer: tuple[Scorer, list[tuple[str, bytes]]] | None = None  # the last batch's model, its headers
+        self.shape = shape or OutputShape()
+        # copy mode with a top-level output_field: two keys added to a copy of the payload (the common case)
+        self._fast: tuple[str, str] | None = (
+            (self.shape.name, self.shape.meta_name) if self.shape.name is not None else None
+        )
+
+    @classmethod
+    def from_settings(cls, output: Output, *, labels: Sequence[str], model_meta: dict[str, Any]) -> Encoder:
+        """An encoder configured by the output section (topic template, partitioning, output_field/mode)."""
+        return cls(
+            labels=labels,
+            model_meta=model_meta,
+            output_topic=output.output_topic,
+            partitioning=output.output_partitioning,
+            shape=build_shape(output),
+        )
 
     def topic_for(self, source_topic: str, label: str) -> str:
         key = (source_topic, label)
@@ -98,13 +121,13 @@ class Encoder:
         }
         topic_for = self.topic_for
         by_source = self.by_source_partition
+        fast, place = self._fast, self.shape.place
         out: list[OutRecord] = []
         columns = zip(items, rows, label_names, top_scores, score_headers, strict=True)
         for item, row, label, score, score_header in columns:
             record = item.record
-            payload = dict(item.payload)
-            payload["sentiment"] = {"label": label, "score": score, "scores": dict(zip(labels, row, strict=True))}
-            payload["sentiment_meta"] = {
+            sentiment = {"label": label, "score": score, "scores": dict(zip(labels, row, strict=True))}
+            meta = {
                 "schema_version": SCHEMA_VERSION,
                 "model": model_meta,
                 "source": {
@@ -117,17 +140,29 @@ class Encoder:
                 "latency_ms": round(max(0.0, now - item.received) * 1000.0, 3),
                 "truncated": item.truncated,
             }
+            key = record.key
+            if fast is not None:
+                payload = dict(item.payload)
+                payload[fast[0]] = sentiment
+                payload[fast[1]] = meta
+            else:
+                payload = place(item.payload, key, sentiment, meta)
             if record.headers:
                 headers, mended = producible_headers(record.headers, "x-sentiment-")
                 if mended:
                     headers.append((HEADER_HEADERS_MENDED, mended.encode()))
             else:
                 headers = []
+            header_bytes = item.header_bytes
+            if item.context is None:
+                value = dumps(payload)
+            else:  # the input format's output format (CloudEvents, Avro) writes it, and may change headers
+                output_format, context = item.context
+                value, headers = output_format.write(payload, context, headers)
+                header_bytes = headers_size(headers)
             headers.append((HEADER_LABEL, label_bytes[label]))
             headers.append((HEADER_SCORE, score_header))  # own_header_bytes counts 8 bytes for it: 0.xxxxxx
             headers.extend(model_headers)
-            value = dumps(payload)
-            key = record.key
             out.append(
                 OutRecord(
                     topic=topic_for(record.topic, label),
@@ -137,7 +172,7 @@ class Encoder:
                     partition=record.partition if by_source else None,
                     item=item,
                     label=label,
-                    size=len(value) + (len(key) if key else 0) + item.header_bytes + own_header_bytes[label] + 8,
+                    size=len(value) + (len(key) if key else 0) + header_bytes + own_header_bytes[label] + 8,
                 )
             )
         return out
@@ -184,15 +219,6 @@ class EncodeStage:
                 except Exception as exc:
                     self.on_failed(item, repr(exc))
             return outs
-
-
-def dumps(payload: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON (non-ASCII as is), through orjson; the standard library for what orjson refuses (integers
-    beyond 64 bits) and for the error a value that can't be JSON raises (e.g. a lone surrogate)."""
-    try:
-        return orjson.dumps(payload)
-    except orjson.JSONEncodeError:
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _model_headers(meta: dict[str, Any]) -> list[tuple[str, bytes]]:

@@ -54,6 +54,7 @@ class Item:
     reply: Reply | None = None
     vocab: str = ""  # the tokenizer that made ``ids`` (a model's ``vocab``); "": not known, never re-tokenised
     header_bytes: int = 0  # bytes of the record's headers (names + values)
+    context: Any = None  # (output format, its context) the input format left (worker/formats); None: plain JSON
 
     @property
     def tokens(self) -> int:
