@@ -8,7 +8,8 @@ batches), max length 64; evaluation and a checkpoint every epoch, the best epoch
 eval set) kept; ``resume=True`` continues from the latest checkpoint. The output is a normal Hugging Face
 model folder plus ``training.json``; ``worker.training.pipeline.finetune_and_export`` adds the evaluation,
 the ONNX exports (fp32, INT8 through ``worker.model.export``) and the model card
-(``worker.training.model_card``). ``worker.training.trainer`` holds the Trainer parts.
+(``worker.training.model_card``). ``worker.training.trainer`` holds the Trainer parts, ``worker.training.config``
+what a run takes and gives.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ import numpy as np
 
 from worker.observability import get_logger
 from worker.training.batching import tokenise
+from worker.training.config import FinetuneConfig, FinetuneError, TrainResult
 from worker.training.data import Example
 
 if TYPE_CHECKING:
@@ -39,66 +41,6 @@ log = get_logger(__name__)
 
 TRAINING_RECORD = "training.json"
 CHECKPOINTS_SUFFIX = ".checkpoints"
-
-
-class FinetuneError(RuntimeError):
-    """Fine-tuning can't run (bad model folder, empty data, CUDA demanded but unavailable, …)."""
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    epochs: int = 1
-    lr: float = 8e-5
-    batch_size: int = 32  # per device
-    max_length: int = 64
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch intra-op threads on CPU (0 = all cores)
-    length_group_size: int = 1600  # sort by length within groups of this many examples, then batch
-    eval_batch_size: int = 128
-    progress: bool = True  # tqdm bars on stderr, when it is a terminal
-    log_every: int = 100  # a progress log line every this many steps
-    freeze_embeddings: bool = False  # keep the embedding layer fixed (less compute per step)
-    frozen_layers: int = 0  # keep the embeddings and the first N transformer layers fixed (no backward there)
-    optim: str = "adamw_torch_fused"  # a TrainingArguments optim (fused AdamW runs on CPU and CUDA with torch 2.13)
-    mixed_precision: str = "no"  # no | bf16 | fp16 (autocast; weights and exports stay fp32)
-    checkpoint_dir: str | None = None  # default: <output_dir>.checkpoints beside the output folder
-    keep_checkpoints: bool = True  # False: delete the checkpoints once the model is saved (no resume later)
-
-
-@dataclass
-class EpochStats:
-    epoch: int
-    steps: int
-    mean_loss: float
-    seconds: float
-    examples_per_second: float
-    padding_fraction: float
-    eval_accuracy: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class TrainResult:
-    output_dir: Path
-    train_examples: int
-    steps: int  # the optimiser steps of the whole run (a resumed run counts the checkpoint's too)
-    seconds: float
-    device: str
-    config: FinetuneConfig
-    history: list[EpochStats]  # the epochs trained by this call
-    examples_seen: int = 0  # by this call
-    resumed_from: str | None = None
-    best_step: int | None = None  # the checkpoint kept as the final model (with eval sets)
-    best_metric: float | None = None
-    trainer: dict[str, Any] = field(default_factory=dict)  # the TrainingArguments summary
-    is_main_process: bool = True  # False on the other ranks of `accelerate launch` (they save nothing)
-
-    @property
-    def examples_per_second(self) -> float:
-        return self.examples_seen / self.seconds if self.seconds else 0.0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -209,7 +151,7 @@ def train_classifier(
     train: Sequence[Example],
     *,
     output_dir: Path,
-    config: FinetuneConfig = FinetuneConfig(),
+    config: FinetuneConfig | None = None,
     eval_sets: Mapping[str, Sequence[Example]] | None = None,
     resume: bool | str | Path = False,
 ) -> TrainResult:
@@ -223,6 +165,7 @@ def train_classifier(
 
     from worker.training import trainer as hf
 
+    config = config or FinetuneConfig()
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     _check_model_dir(model_dir)
     _check_labels(train, "training data")

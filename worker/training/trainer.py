@@ -1,6 +1,6 @@
 """The ``transformers.Trainer`` behind :func:`worker.training.finetune.train_classifier`.
 
-* :func:`training_arguments`: a :class:`~worker.training.finetune.FinetuneConfig` as ``TrainingArguments``
+* :func:`training_arguments`: a :class:`~worker.training.config.FinetuneConfig` as ``TrainingArguments``
   (fused AdamW, linear warmup + decay, evaluation and a checkpoint every epoch, the best epoch kept,
   ``report_to="none"``, progress bars only on a TTY);
 * :class:`ClassifierTrainer`: the Trainer with the length-grouped, shuffled batches of
@@ -23,7 +23,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from worker.observability import get_logger
 from worker.training.batching import LengthGroupedShuffleSampler
-from worker.training.finetune import EpochStats, FinetuneConfig, FinetuneError
+from worker.training.config import EpochStats, FinetuneConfig, FinetuneError
 
 if TYPE_CHECKING:
     import torch
