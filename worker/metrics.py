@@ -289,6 +289,7 @@ class HealthState:
         self._inference_ok = True
         self._failed_stage: str | None = None
         self._topics_missing: list[str] = []
+        self._input_unavailable: str | None = None
 
     def beat(self) -> None:
         """The main loop ran an iteration now."""
@@ -322,6 +323,10 @@ class HealthState:
         with self._lock:
             self._topics_missing = sorted(topics)
 
+    def set_input_unavailable(self, reason: str | None) -> None:  # the schema registry is unreachable: not ready
+        with self._lock:
+            self._input_unavailable = reason
+
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         """Alive while the last loop iteration is younger than ``stuck_after_s`` and no stage thread died.
 
@@ -347,7 +352,9 @@ class HealthState:
         with self._lock:
             model, broker, topics_missing = self._model_loaded, self._broker_reachable, list(self._topics_missing)
             partitions, waiting, inference = self._partitions, self._waiting, self._inference_ok
+            input_unavailable = self._input_unavailable
         ready = model and inference and broker and (partitions > 0 or waiting) and not topics_missing
+        ready = ready and input_unavailable is None
         return ready, {
             "ready": ready,
             "model_loaded": model,
@@ -356,6 +363,7 @@ class HealthState:
             "assigned_partitions": partitions,
             "waiting_for_assignment": waiting,
             "topics_missing": topics_missing,
+            "input_unavailable": input_unavailable,
         }
 
 

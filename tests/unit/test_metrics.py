@@ -265,6 +265,7 @@ def test_readiness_needs_model_broker_and_assignment() -> None:
         "assigned_partitions": 2,
         "waiting_for_assignment": False,
         "topics_missing": [],
+        "input_unavailable": None,
     }
     h.set_broker_reachable(True)
     h.set_inference_ok(False)  # the model's session is failing and being rebuilt
@@ -276,6 +277,11 @@ def test_readiness_needs_model_broker_and_assignment() -> None:
     ready, details = h.readiness()
     assert not ready and details["topics_missing"] == ["in.dlq"]
     h.set_topics_missing([])
+    assert h.readiness()[0] is True
+    h.set_input_unavailable("schema registry down")  # records are read again once it answers
+    ready, details = h.readiness()
+    assert not ready and details["input_unavailable"] == "schema registry down"
+    h.set_input_unavailable(None)
     assert h.readiness()[0] is True
 
 

@@ -7,9 +7,9 @@ Per poll batch: one tokenizer call for all valid texts of the poll (fast tokeniz
 
 A fault that isn't the record's (the schema registry unreachable: :class:`~worker.formats.Unavailable`) rejects
 nothing: the record and every later record of its partition in the poll are *deferred*. :meth:`Decoder.take_deferred`
-says from which offset each partition is to be read again; the runner rewinds there and keeps the consumer paused
-until :meth:`Decoder.waiting` ends (a back-off that doubles, 1 s to 30 s), and reports not ready meanwhile
-(``on_unavailable``). Nothing is dead-lettered or committed past a deferred record.
+says from which offset each partition is to be read again (:meth:`Decoder.read_again` rewinds there); the runner
+keeps the consumer paused until :meth:`Decoder.waiting` ends (a back-off that doubles, 1 s to 30 s), and reports not
+ready meanwhile (``on_unavailable``). Nothing is dead-lettered or committed past a deferred record.
 """
 
 from __future__ import annotations
@@ -97,6 +97,15 @@ class Decoder:
         """Per partition, the offset to read again from (records of the last ``decode`` that were deferred)."""
         deferred, self._deferred = self._deferred, {}
         return deferred
+
+    def read_again(self, tracker: Any, source: Any) -> int:
+        """After ``decode``: forget the deferred records (``tracker.untrack_from``) and rewind their partitions to
+        them (``source.seek``), so they are polled again once :meth:`waiting` ends. How many partitions."""
+        deferred = self.take_deferred()
+        for tp, offset in deferred.items():
+            tracker.untrack_from(tp, offset)
+            source.seek(tp, offset)
+        return len(deferred)
 
     def _defer(self, record: SourceRecord) -> None:
         self._deferred.setdefault((record.topic, record.partition), record.offset)

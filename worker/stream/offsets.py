@@ -192,6 +192,14 @@ class OffsetTracker:
             self._cond.notify_all()
             return resume
 
+    def untrack_from(self, tp: TP, offset: int) -> None:
+        """Forget ``tp``'s tracked offsets from ``offset`` on (none of them done): they will be polled again."""
+        with self._cond:
+            state = self._parts.get(_key(tp))
+            while state is not None and state.pending and state.pending[-1] >= offset:
+                state.done.discard(state.pending.pop())
+            self._cond.notify_all()
+
     def pending_count(self, tps: Iterable[TP] | None = None) -> int:
         with self._cond:
             keys = self._parts if tps is None else [_key(tp) for tp in tps]

@@ -99,6 +99,8 @@ class HealthReporter(Protocol):
 
     def set_topics_missing(self, topics: Sequence[str]) -> None: ...
 
+    def set_input_unavailable(self, reason: str | None) -> None: ...  # a service the input format needs (registry)
+
 
 class NullMetrics:
     """Metrics that go nowhere."""
@@ -164,6 +166,9 @@ class NullHealth:
         pass
 
     def set_topics_missing(self, topics: Sequence[str]) -> None:
+        pass
+
+    def set_input_unavailable(self, reason: str | None) -> None:
         pass
 
 
