@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.support.model_fixtures",
     "tests.support.model_variants",
     "tests.support.kafka_fixtures",
+    "tests.support.ci_skips",
+    "pytester",  # tests of the plugins above
 ]

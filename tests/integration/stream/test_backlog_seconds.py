@@ -8,10 +8,7 @@ can be watched while it drains.
 from __future__ import annotations
 
 import json
-import re
-import threading
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,11 +17,12 @@ import pytest
 
 from devtools.ports import free_port
 from tests.support.kafka_utils import create_topic, produce_values
-from worker.app import Worker
+from tests.support.metrics import samples as parse_samples
+from tests.support.metrics import scrape
+from tests.support.waits import wait_for
+from tests.support.worker_thread import AppThread, worker_settings
 from worker.backlog_metrics import STALLED_S
 from worker.model.runtime import InferenceResult, SentimentModel
-
-from .harness import worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +32,7 @@ RECORDS = 5000
 
 
 def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"(sentiment_(?:backlog_seconds|consumer_lag|committed_offset))\{([^}]*)\} (\S+)$", line)
-        if m:
-            labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2))))
-            out[(m.group(1), labels)] = float(m.group(3))
-    return out
+    return parse_samples(scrape(port))
 
 
 def _get(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> list[float]:
@@ -66,14 +56,10 @@ def test_backlog_seconds_follow_lag_and_throughput(
     # (high-water mark − position) is nearly all of the backlog.
     small = {"max_batch_size": BATCH, "max_poll_records": 64, "queue_max_batches": 2}
     settings = worker_settings(bootstrap, topic_name, tiny_onnx_dir, metrics_port=port, **small)
-    worker = Worker(settings, model_dir=tiny_onnx_dir)
-    result: dict[str, int] = {}
-    thread = threading.Thread(target=lambda: result.setdefault("rc", worker.run()), daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _get(_safe_scrape(port), "sentiment_backlog_seconds"):
-            time.sleep(0.3)  # assigned, lag sampled: lag 0 reads 0 before anything was committed
+    with AppThread(settings, tiny_onnx_dir) as app:
+        app.wait_ready(port)
+        # assigned, lag sampled: lag 0 reads 0 before anything was committed
+        wait_for(lambda: _get(_scrape(port), "sentiment_backlog_seconds"), 60, 0.3, "a backlog_seconds sample")
         idle = _scrape(port)
         assert _get(idle, "sentiment_backlog_seconds", partition="all") == [0.0], idle
 
@@ -106,14 +92,4 @@ def test_backlog_seconds_follow_lag_and_throughput(
         assert 0 < observed_rate <= BATCH / DELAY_S * 1.2, observed_rate
         for _, seconds, lag, _ in busy[len(busy) // 2 :]:
             assert 0.4 < seconds / (lag / observed_rate) < 2.5, (seconds, lag, observed_rate)
-    finally:
-        worker.stop()
-        thread.join(60)
-    assert result.get("rc") == 0
-
-
-def _safe_scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    try:
-        return _scrape(port)
-    except OSError:
-        return {}  # the metrics server is not up yet
+    assert app.rc == 0

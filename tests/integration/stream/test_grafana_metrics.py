@@ -11,20 +11,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from devtools.ports import free_port
 from tests.support.grafana import dashboard_metric_names, load_dashboard
+from tests.support.http import post
 from tests.support.kafka_utils import consume_all, create_topic, produce_values
-from worker.app import Worker
-
-from .harness import worker_settings
+from tests.support.metrics import scrape
+from tests.support.worker_thread import AppThread, worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -37,28 +34,6 @@ NEEDS_HTTP = {
     "sentiment_model_swap_refusals_total": "a refused swap (here through POST /admin/model)",
     "sentiment_model_reload_requests_total": "a reload request (here through POST /admin/model)",
 }
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-
-
-def _post(port: int, path: str, body: object, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **(headers or {})},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
 
 
 def _served(text: str) -> set[str]:
@@ -77,17 +52,8 @@ def test_every_dashboard_metric_is_served(broker, topic_name, tiny_onnx_dir: Pat
     http_port = free_port()
     http = {"http_port": http_port, "http_host": "127.0.0.1", "http_api_key": SECRET} if HAS_HTTP else {}
     settings = worker_settings(bootstrap, topic_name, tiny_onnx_dir, metrics_port=port, **http)
-    worker = Worker(settings, model_dir=tiny_onnx_dir)
-    result: dict[str, int] = {}
-    thread = threading.Thread(target=lambda: result.setdefault("rc", worker.run()), daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if worker.runner is not None and _get(port, "/readyz")[0] == 200:
-                break
-            time.sleep(0.3)
-        assert _get(port, "/readyz")[0] == 200
+    with AppThread(settings, tiny_onnx_dir) as app:
+        app.wait_ready(port)
 
         items = [(None, json.dumps({"id": i, "text": f"good thing {i}"}).encode()) for i in range(50)]
         items.append((None, b"{broken json"))
@@ -96,21 +62,18 @@ def test_every_dashboard_metric_is_served(broker, topic_name, tiny_onnx_dir: Pat
 
         if HAS_HTTP:
             auth = {"Authorization": f"Bearer {SECRET}"}
-            status, body = _post(http_port, "/predict", {"inputs": "a fine day"}, auth)
+            status, body = post(http_port, "/predict", {"inputs": "a fine day"}, auth)
             assert status == 200, body
-            status, body = _post(http_port, "/admin/model", {"model": str(tiny_corrupt_dir)}, auth)
+            status, body = post(http_port, "/admin/model", {"model": str(tiny_corrupt_dir)}, auth)
             assert status == 409 and json.loads(body)["reason"] == "integrity", body
 
         missing: set[str] = set(wanted)
         text = ""
         deadline = time.monotonic() + 20  # consumer lag is sampled periodically
         while missing and time.monotonic() < deadline:
-            _, text = _get(port, "/metrics")
+            text = scrape(port)
             missing = set(wanted) - _served(text)
             time.sleep(0.3)
         assert not missing, {n: sorted(wanted[n]) for n in missing}
         assert re.search(r'^sentiment_model_info\{.*provider="CPUExecutionProvider"', text, re.M)
-    finally:
-        worker.stop()
-        thread.join(60)
-    assert result.get("rc") == 0
+    assert app.rc == 0

@@ -10,6 +10,7 @@ no kafka-python network thread, producer or topic-check thread is left (against 
 from __future__ import annotations
 
 import importlib.util
+import re
 import threading
 import time
 
@@ -61,7 +62,7 @@ def test_consumer_failure_leaves_no_client_behind(broker, topic_name, tiny_onnx_
     settings = worker_settings(broker.bootstrap, None, tiny_onnx_dir, input_pattern="(unclosed")
     runner = Runner(settings, SentimentModel.load(tiny_onnx_dir, device="cpu"))
     before = set(threading.enumerate())
-    with pytest.raises(Exception) as failure:
+    with pytest.raises(re.error, match=r"unterminated subpattern") as failure:
         runner.run()
     leaked = _new_threads(before)
     print(f"\nconsumer can't subscribe: error={failure.value!r} leaked_threads={leaked}")
