@@ -19,15 +19,15 @@ from worker.model.export import export_model
 from worker.model.manifest import CONFIG_NAME, MANIFEST_NAME, is_exported_dir
 from worker.model.starter_cache import cached_starter_dir
 from worker.observability import get_logger
-from worker.settings import DEFAULT_MODEL, DEFAULT_REVISION, Settings
+from worker.settings import DEFAULT_MODEL, DEFAULT_REVISION, Inference
 
 log = get_logger(__name__)
 
 __all__ = ["ModelUnavailableError", "hub_revision", "resolve_model"]
 
 
-def hub_revision(settings: Settings) -> str | None:
-    """The hub revision to use for ``settings.model``.
+def hub_revision(settings: Inference) -> str | None:
+    """The hub revision to use for ``settings.model`` (``settings``: the model section).
 
     ``model_revision`` defaults to the pinned commit of the *default* model; that commit means nothing
     in another repo, so for another hub id the default is dropped (→ the repo's main branch) unless a
@@ -43,8 +43,9 @@ def hub_revision(settings: Settings) -> str | None:
     return revision
 
 
-def resolve_model(settings: Settings) -> Path:
-    """Return an exported dir for ``settings.model`` (exporting into ``settings.cache_dir`` if needed)."""
+def resolve_model(settings: Inference) -> Path:
+    """Return an exported dir for ``settings.model`` (exporting into ``settings.cache_dir`` if needed); ``settings``:
+    the model section."""
     source = settings.model
     local = Path(source).expanduser()
     if local.is_dir() and is_exported_dir(local):

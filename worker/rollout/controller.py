@@ -34,13 +34,13 @@ from worker.model.manifest import is_exported_dir, onnx_path, read_manifest
 from worker.observability import get_logger
 from worker.rollout.gate import GatePolicy, check, load_canary, predicted_labels
 from worker.rollout.metrics import RolloutMetrics
-from worker.settings import Settings
+from worker.settings import Inference, ModelRollout
 from worker.stream.swap import ModelSlot
 
 log = get_logger(__name__)
 
 TRIGGERS = ("signal", "watch", "admin")
-Load = Callable[[Path, Settings], Any]  # an exported dir → a loaded, warmed-up model (``worker.app.load_model``)
+Load = Callable[[Path, Inference], Any]  # an exported dir → a loaded, warmed-up model (``worker.app.load_model``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,24 +83,28 @@ class Rollout:
 
     def __init__(
         self,
-        settings: Settings,
+        rollout: ModelRollout,
+        inference: Inference,
         slot: ModelSlot,
         *,
         load: Load,
         wake: Callable[[], None],
         metrics: Any | None = None,
-        resolve: Callable[[Settings], Path] | None = None,
+        resolve: Callable[[Inference], Path] | None = None,
     ) -> None:
-        self.settings = settings
+        """``rollout``: the swap, watch and gate settings; ``inference``: the configured model (a candidate is
+        resolved and loaded as it says, with another model id or revision when one is asked for)."""
+        self.settings = rollout
+        self.inference = inference
         self.slot = slot
         self.load = load
         self.wake = wake
         self.metrics = metrics  # WorkerMetrics: set_model_info and its registry
         self.counters = RolloutMetrics(metrics.registry) if metrics is not None else None
         self._resolve = resolve
-        self.policy = GatePolicy.from_settings(settings)
-        load_canary(settings.canary_file)  # a broken canary_file fails the start, not every swap
-        self.target: tuple[str, str | None] = (settings.model, settings.model_revision)
+        self.policy = GatePolicy.from_settings(rollout)
+        load_canary(rollout.canary_file)  # a broken canary_file fails the start, not every swap
+        self.target: tuple[str, str | None] = (inference.model, inference.model_revision)
         self.listeners: list[Callable[[Any, Any], None]] = []  # (old, new) after a switch, on the stage's thread
         self.last: Outcome | None = None
         self._queue: list[_Request] = []
@@ -209,7 +213,7 @@ class Rollout:
         except (OSError, ValueError) as exc:
             raise _Refused("canary_file", f"canary_file: {exc}", **base) from None
         try:
-            candidate = self.load(path, self.settings)
+            candidate = self.load(path, self.inference)
         except Exception as exc:
             self._refused_files = files
             raise _Refused(_load_reason(exc), f"{type(exc).__name__}: {exc}"[:500], **base) from None
@@ -234,9 +238,9 @@ class Rollout:
             from worker.model.resolve import resolve_model
 
             update: dict[str, Any] = {"model": model_id}
-            if revision != self.settings.model_revision:  # else hub_revision() decides, as at start
+            if revision != self.inference.model_revision:  # else hub_revision() decides, as at start
                 update["model_revision"] = revision
-            target = self.settings.model_copy(update=update)
+            target = self.inference.model_copy(update=update)
             return Path((self._resolve or resolve_model)(target)).resolve()
         except (ModelUnavailableError, OSError, ValueError) as exc:
             raise _Refused("unavailable", str(exc)[:500], path=str(local)) from None

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from worker.settings import ModelRollout
+
 # Short, varied texts: plain and mixed sentiment, negation, sarcasm, questions, slang, emoji, shouting, numbers,
 # other languages, a single word, noise. What matters is that two versions of a model should label them alike.
 CANARY_TEXTS: tuple[str, ...] = (
@@ -106,8 +108,8 @@ class GatePolicy:
     allow_label_change: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Any) -> GatePolicy:
-        return cls(settings.canary_min_agreement, settings.canary_min_accuracy, settings.allow_label_change)
+    def from_settings(cls, rollout: ModelRollout) -> GatePolicy:
+        return cls(rollout.canary_min_agreement, rollout.canary_min_accuracy, rollout.allow_label_change)
 
 
 @dataclass(frozen=True, slots=True)

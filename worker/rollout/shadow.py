@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from worker.model.buckets import resolve_batching
 from worker.observability import get_logger
 from worker.rollout.metrics import ShadowMetrics
-from worker.settings import Settings
+from worker.settings import Batching, Inference, ModelRollout
 from worker.stream.ports import Model
 from worker.stream.types import Item, Scorer
 
@@ -37,15 +38,21 @@ Sample = tuple[list[list[int]], list[str], str, list[str]]  # ids, texts, their 
 class Shadow:
     def __init__(
         self,
-        settings: Settings,
+        rollout: ModelRollout,
+        inference: Inference,
+        batching: Batching,
         registry: Any,
         *,
-        load: Callable[[Path, Settings], Model],
-        resolve: Callable[[Settings], Path] | None = None,
+        load: Callable[[Path, Inference], Model],
+        resolve: Callable[[Inference], Path] | None = None,
         seed: int | None = None,
     ) -> None:
-        self.settings = settings
-        self.rate = settings.shadow_sample_rate
+        """``rollout.shadow_model`` is loaded as ``inference`` says (one intra-op thread), its model calls sized by
+        ``batching`` (``"auto"``: by the provider the shadow model's session got)."""
+        self.shadow_model = rollout.shadow_model
+        self.inference = inference
+        self.batching = batching
+        self.rate = rollout.shadow_sample_rate
         self.metrics = ShadowMetrics(registry)
         self.model: Model | None = None  # once loaded
         self._load = load
@@ -101,7 +108,8 @@ class Shadow:
                 started = time.perf_counter()
                 if not vocab or vocab != model.vocab:
                     ids, _ = model.tokenize(texts)  # another tokenizer than the serving model's
-                probs = model.infer_ids(ids, chunk_size=self.settings.inference_batch_size).probs
+                chunk = resolve_batching(self.batching, model.provider).chunk_size
+                probs = model.infer_ids(ids, chunk_size=chunk).probs
                 seconds = time.perf_counter() - started
             except Exception as exc:
                 self.metrics.failures.inc()
@@ -112,15 +120,14 @@ class Shadow:
             self.metrics.compared_batch(agree, len(labels), seconds)
 
     def _start_model(self) -> bool:
-        s = self.settings
         try:
             from worker.model.resolve import resolve_model
 
-            target = s.model_copy(update={"model": s.shadow_model, "threads": 1})
+            target = self.inference.model_copy(update={"model": self.shadow_model, "threads": 1})
             path = Path((self._resolve or resolve_model)(target)).resolve()
             model = self._load(path, target)
         except Exception as exc:
-            log.error("shadow_model_unavailable", model=s.shadow_model, error=repr(exc)[:500],
+            log.error("shadow_model_unavailable", model=self.shadow_model, error=repr(exc)[:500],
                       note="shadow mode is off; the worker goes on")  # fmt: skip
             return False
         self.metrics.info.info({"model_id": model.model_id, "revision": model.revision or "", "sha256": model.sha256})

@@ -71,14 +71,18 @@ class Settings(  # type: ignore[misc]  # the sections' frozen config is overridd
     # ---- rules across sections (each section checks its own fields) ---------------------------------
     @model_validator(mode="after")
     def _across_sections(self) -> Settings:
-        for name in ("input_format", "output_format"):
-            if getattr(self, name) == "schema-registry" and not self.schema_registry_url:
-                raise ValueError(f"{name} schema-registry needs schema_registry_url")
+        problems = [
+            f"{name} schema-registry needs schema_registry_url"
+            for name in ("input_format", "output_format")
+            if getattr(self, name) == "schema-registry" and not self.schema_registry_url
+        ]
         if self.output_format == "schema-registry" and self.input_format != "schema-registry":
-            raise ValueError(
+            problems.append(
                 "output_format schema-registry needs input_format schema-registry "
                 "(the output's schema is the input's plus a sentiment record)"
             )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     # ---- the sections ---------------------------------------------------------------------------------

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from worker.observability import get_logger
 from worker.settings import Settings
+from worker.supervisor.child import child_settings_data
 from worker.supervisor.children import MULTIPROC_ENV, Child, ChildProcess
 from worker.supervisor.plan import (
     check_http_ports,
     child_overrides,
-    child_settings_data,
     cpu_count,
     device_plan,
     resolve_processes,
@@ -42,13 +42,13 @@ def run_processes(settings: Settings) -> int:
 
     settings.require_input()
     gpus = visible_gpus()
-    processes = resolve_processes(settings, cpus=cpu_count(), gpus=gpus)
+    processes = resolve_processes(settings.placement, settings.inference, cpus=cpu_count(), gpus=gpus)
     if processes == 1:
         if settings.processes == "auto":
             log.info("processes_auto", processes=1, action="one worker, no supervisor")
         return run_worker(settings.model_copy(update={"processes": 1}))
-    check_http_ports(settings, processes)
-    return run_supervisor(settings, device_plan(settings, processes, gpus=gpus))
+    check_http_ports(settings.http, settings.observability, processes)
+    return run_supervisor(settings, device_plan(settings.placement, settings.inference, processes, gpus=gpus))
 
 
 def run_supervisor(settings: Settings, devices: list[int]) -> int:
@@ -60,20 +60,21 @@ def run_supervisor(settings: Settings, devices: list[int]) -> int:
     from worker.supervisor.observe import SupervisorServer
     from worker.supervisor.supervisor import Supervisor
 
-    exported = resolve_model(settings)  # once here: N processes must not export the same model at the same time
+    # once here: N processes must not export the same model at the same time
+    exported = resolve_model(settings.inference)
     model = {"model": str(exported)} if str(exported) != settings.model else {}
     run_dir = Path(tempfile.mkdtemp(prefix="sentiment-worker-"))
     metrics_dir = Path(os.environ.get(MULTIPROC_ENV) or run_dir / "metrics")
     clean_metrics_dir(metrics_dir)
 
     def spawn(index: int) -> Child:
-        data = child_settings_data(settings, {**child_overrides(settings, index, devices[index]), **model})
+        data = child_settings_data(settings, {**child_overrides(settings.http, index, devices[index]), **model})
         return ChildProcess(index, data, run_dir, metrics_dir)
 
     def on_exit(child: Child) -> None:
         mark_process_dead(child.pid, str(metrics_dir))
 
-    stop_timeout_s = settings.shutdown_timeout_s + close_bound_s(settings) + STOP_MARGIN_S
+    stop_timeout_s = settings.shutdown_timeout_s + close_bound_s(settings.input) + STOP_MARGIN_S
     supervisor = Supervisor(devices, spawn, stop_timeout_s=stop_timeout_s, on_exit=on_exit)
     server = None
     try:

@@ -16,13 +16,29 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
 PARENT_CHECK_S = 0.5
+
+
+def child_settings_data(settings: Settings, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Every setting as plain JSON (secrets in clear: this goes to the child on a pipe, never on a command line
+    or in the environment), with ``overrides`` applied; :func:`main` builds the child's Settings from it."""
+    data = settings.model_dump(mode="json")
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if hasattr(value, "get_secret_value"):
+            data[name] = value.get_secret_value()
+    data.update(overrides)
+    return data
 
 
 def _write_status(path: Path, data: dict[str, Any]) -> None:

@@ -53,7 +53,7 @@ def child_env(metrics_dir: Path, environ: Mapping[str, str] | None = None) -> di
 
 
 class ChildProcess:
-    """A worker process started from ``settings_data`` (every setting, JSON; see ``plan.child_settings_data``)."""
+    """A worker process started from ``settings_data`` (every setting, JSON; see ``child.child_settings_data``)."""
 
     def __init__(self, index: int, settings_data: dict[str, Any], run_dir: Path, metrics_dir: Path) -> None:
         self.index = index

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from worker.settings import Settings, SettingsError
+from worker.settings import Http, Inference, Observability, Placement, SettingsError
 
 NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")
 
@@ -41,65 +41,54 @@ def visible_gpus(environ: Mapping[str, str] | None = None, driver_dir: Path = NV
         return 0
 
 
-def gpu_ids(settings: Settings, gpus: int) -> list[int]:
+def gpu_ids(placement: Placement, inference: Inference, gpus: int) -> list[int]:
     """The CUDA device ids ``auto`` spreads processes over: ``devices``, else ``range(gpus)``; [] off CUDA."""
-    if settings.device == "cpu":
+    if inference.device == "cpu":
         return []
-    return list(settings.devices) or list(range(gpus))
+    return list(placement.devices) or list(range(gpus))
 
 
-def resolve_processes(settings: Settings, *, cpus: int, gpus: int) -> int:
-    """The number of worker processes ``settings.processes`` asks for on a machine with ``cpus`` and ``gpus``."""
-    if settings.processes != "auto":
-        return int(settings.processes)
-    ids = gpu_ids(settings, gpus)
+def resolve_processes(placement: Placement, inference: Inference, *, cpus: int, gpus: int) -> int:
+    """The number of worker processes ``placement.processes`` asks for on a machine with ``cpus`` and ``gpus``."""
+    if placement.processes != "auto":
+        return int(placement.processes)
+    ids = gpu_ids(placement, inference, gpus)
     if ids:
         return len(ids)
-    threads = settings.threads or cpus
+    threads = inference.threads or cpus
     return max(1, cpus // max(1, threads))
 
 
-def device_plan(settings: Settings, processes: int, *, gpus: int) -> list[int]:
+def device_plan(placement: Placement, inference: Inference, processes: int, *, gpus: int) -> list[int]:
     """``device_id`` of each process: round-robin over ``devices`` (or the GPUs ``auto`` found), else device_id."""
-    ids = list(settings.devices)
-    if not ids and settings.processes == "auto":
-        ids = gpu_ids(settings, gpus)
+    ids = list(placement.devices)
+    if not ids and placement.processes == "auto":
+        ids = gpu_ids(placement, inference, gpus)
     if not ids:
-        ids = [settings.device_id]
+        ids = [inference.device_id]
     return [ids[i % len(ids)] for i in range(processes)]
 
 
-def child_overrides(settings: Settings, index: int, device_id: int) -> dict[str, Any]:
+def child_overrides(http: Http, index: int, device_id: int) -> dict[str, Any]:
     """What process ``index`` changes in the settings: one process, its device, an internal metrics port, its
     HTTP port (``http_port + index``; 0 stays 0: each picks a free one)."""
-    http_port = settings.http_port
+    http_port = http.http_port
     if http_port:
         http_port += index
     return {"processes": 1, "device_id": device_id, "metrics_port": 0, "http_port": http_port}
 
 
-def child_settings_data(settings: Settings, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Every setting as plain JSON (secrets in clear: this goes to the child on a pipe, never on a command line
-    or in the environment), with ``overrides`` applied."""
-    data = settings.model_dump(mode="json")
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if hasattr(value, "get_secret_value"):
-            data[name] = value.get_secret_value()
-    data.update(overrides)
-    return data
-
-
-def check_http_ports(settings: Settings, processes: int) -> None:
+def check_http_ports(http: Http, observability: Observability, processes: int) -> None:
     """``http_port + i`` must stay a port number, and must not be ``metrics_port`` (the supervisor's)."""
-    base = settings.http_port
+    base = http.http_port
     if not base:
         return
     ports: Sequence[int] = range(base, base + processes)
     if ports[-1] > 65535:
         raise SettingsError(f"http_port {base} + {processes} processes passes 65535: lower http_port")
-    if settings.metrics_port is not None and settings.metrics_port in ports:
+    metrics_port = observability.metrics_port
+    if metrics_port is not None and metrics_port in ports:
         raise SettingsError(
-            f"metrics_port {settings.metrics_port} is one of the processes' HTTP ports "
+            f"metrics_port {metrics_port} is one of the processes' HTTP ports "
             f"({base}..{ports[-1]}): with several processes the supervisor serves metrics_port; pick another"
         )

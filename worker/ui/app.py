@@ -71,12 +71,14 @@ class LiveApp:
         self.options = options
         redact_secrets(settings.secret_values())  # SASL/TLS passwords, the API key: masked in every log line
         self.stats = LiveStats()
-        self.feed = TopicFeed(settings, options.topics, self.stats, backlog=options.backlog)
+        self.feed = TopicFeed(
+            settings.kafka, options.topics, self.stats, backlog=options.backlog, text_field=settings.text_field
+        )
         self.lag = LagFeed(options.metrics_url) if options.metrics_url else None
         if classifier is None:
             key = settings.http_api_key.get_secret_value() if settings.http_api_key else None
             classifier = HttpClassifier(options.worker_url, api_key=key) if options.worker_url else None
-        self.classifier = classifier or LocalClassifier(settings)
+        self.classifier = classifier or LocalClassifier(settings.inference)
         self.blocks: Any = None
         self.url: str | None = None
 

@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from worker.settings import Settings
+from worker.settings import Inference
 
 if TYPE_CHECKING:
     from worker.model.runtime import SentimentModel
@@ -80,8 +80,8 @@ def _error_text(exc: urllib.error.HTTPError) -> str:
 class LocalClassifier:
     """The configured model, resolved and loaded on the first :meth:`classify` (once; a failure is retried)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, inference: Inference) -> None:
+        self.settings = inference  # the model section
         self._model: SentimentModel | None = None
         self._lock = threading.Lock()
 

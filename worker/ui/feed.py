@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.observability import get_logger
-from worker.settings import Settings
+from worker.settings import Kafka
 from worker.ui.data import LiveStats, dead_letter_reason, parse_enriched, parse_lag
 
 log = get_logger(__name__)
@@ -60,27 +60,27 @@ class _StatusBox:
 
 
 class TopicFeed:
-    """Reads ``topics`` from the cluster in ``settings`` (its connection and security options) on a thread."""
+    """Reads ``topics`` from the cluster ``kafka`` names (its connection and security options) on a thread."""
 
     def __init__(
         self,
-        settings: Settings,
+        kafka: Kafka,
         topics: Sequence[str],
         stats: LiveStats,
         *,
         backlog: int = 100,
-        text_field: str | None = None,
+        text_field: str = "text",
         check_every_s: float = CHECK_EVERY_S,
     ) -> None:
         if not topics:
             raise ValueError("no topics to show")
-        self.settings = settings
+        self.kafka = kafka
         self.topics = list(dict.fromkeys(topics))
         self.stats = stats
         self.backlog = backlog
-        self.text_field = text_field or settings.text_field
+        self.text_field = text_field
         self.check_every_s = check_every_s
-        self.where = ",".join(settings.bootstrap_servers)
+        self.where = ",".join(kafka.bootstrap_servers)
         self._status = _StatusBox(f"connecting to Kafka at {self.where} ...")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ui-kafka-feed", daemon=True)
@@ -130,12 +130,12 @@ class TopicFeed:
         from worker.stream.cluster import cluster_answers, new_client
 
         # One bounded bootstrap attempt first: the consumer's constructor alone waits ~30 s for an absent broker.
-        if not cluster_answers(self.settings, timeout_s=PROBE_S):
+        if not cluster_answers(self.kafka, timeout_s=PROBE_S):
             raise BrokerUnreachable(self.where)
 
         config = {
-            **self.settings.kafka_security(),
-            "client_id": f"{self.settings.client_id}-ui",
+            **self.kafka.kafka_security(),
+            "client_id": f"{self.kafka.client_id}-ui",
             "group_id": None,  # no group: never joins or commits the worker's group
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",  # a broker that restarted empty: read its new records from the start

@@ -46,7 +46,9 @@ class Harness:
         self.loads: list[str] = []
         self.switched_on: list[str] = []
         s = load_settings(model=str(self.link), **settings)
-        self.rollout = Rollout(s, self.slot, load=self._load, wake=self._stage, metrics=self.metrics).start()
+        self.rollout = Rollout(
+            s.rollout, s.inference, self.slot, load=self._load, wake=self._stage, metrics=self.metrics
+        ).start()
 
     def _load(self, path: Path, _settings: Any) -> Any:
         self.loads.append(path.name)
@@ -173,7 +175,9 @@ def test_the_watch_leaves_a_hub_id_alone(tmp_path: Path) -> None:
     calls: list[str] = []
     slot = ModelSlot(RuleModel())
     s = load_settings(model="org/name", model_watch_s=0.02)
-    rollout = Rollout(s, slot, load=lambda *_: None, wake=lambda: None, resolve=lambda t: calls.append(t.model))
+    rollout = Rollout(
+        s.rollout, s.inference, slot, load=lambda *_: None, wake=lambda: None, resolve=lambda t: calls.append(t.model)
+    )
     rollout.start()
     rollout._thread.join(0.2)
     rollout.stop()

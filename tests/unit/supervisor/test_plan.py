@@ -8,14 +8,8 @@ from pathlib import Path
 import pytest
 
 from worker.settings import Settings, SettingsError
-from worker.supervisor.plan import (
-    check_http_ports,
-    child_overrides,
-    child_settings_data,
-    device_plan,
-    resolve_processes,
-    visible_gpus,
-)
+from worker.supervisor.child import child_settings_data
+from worker.supervisor.plan import check_http_ports, child_overrides, device_plan, resolve_processes, visible_gpus
 from worker.supervisor.policy import CrashPolicy, describe_exit
 
 pytestmark = pytest.mark.unit
@@ -25,8 +19,20 @@ def _settings(**kw: object) -> Settings:
     return Settings(input_topics=["in"], **kw)
 
 
+def _processes(s: Settings, *, cpus: int, gpus: int) -> int:
+    return resolve_processes(s.placement, s.inference, cpus=cpus, gpus=gpus)
+
+
+def _plan(s: Settings, processes: int, *, gpus: int) -> list[int]:
+    return device_plan(s.placement, s.inference, processes, gpus=gpus)
+
+
+def _check_ports(s: Settings, processes: int) -> None:
+    check_http_ports(s.http, s.observability, processes)
+
+
 def test_a_number_is_taken_as_is() -> None:
-    assert resolve_processes(_settings(processes=3), cpus=1, gpus=8) == 3
+    assert _processes(_settings(processes=3), cpus=1, gpus=8) == 3
 
 
 @pytest.mark.parametrize(
@@ -43,14 +49,14 @@ def test_a_number_is_taken_as_is() -> None:
     ],
 )
 def test_auto(kw: dict, cpus: int, gpus: int, expected: int) -> None:
-    assert resolve_processes(_settings(processes="auto", **kw), cpus=cpus, gpus=gpus) == expected
+    assert _processes(_settings(processes="auto", **kw), cpus=cpus, gpus=gpus) == expected
 
 
 def test_devices_round_robin_and_the_default_device() -> None:
-    assert device_plan(_settings(processes=5, devices=[0, 1]), 5, gpus=0) == [0, 1, 0, 1, 0]
-    assert device_plan(_settings(processes=3, device_id=2), 3, gpus=4) == [2, 2, 2], "devices empty: device_id"
-    assert device_plan(_settings(processes="auto", device="cuda"), 3, gpus=3) == [0, 1, 2]
-    assert device_plan(_settings(processes="auto", device="cpu", device_id=1), 2, gpus=3) == [1, 1]
+    assert _plan(_settings(processes=5, devices=[0, 1]), 5, gpus=0) == [0, 1, 0, 1, 0]
+    assert _plan(_settings(processes=3, device_id=2), 3, gpus=4) == [2, 2, 2], "devices empty: device_id"
+    assert _plan(_settings(processes="auto", device="cuda"), 3, gpus=3) == [0, 1, 2]
+    assert _plan(_settings(processes="auto", device="cpu", device_id=1), 2, gpus=3) == [1, 1]
 
 
 def test_devices_setting_parses_a_comma_separated_list() -> None:
@@ -78,16 +84,16 @@ def test_visible_gpus(tmp_path: Path) -> None:
 
 def test_child_overrides() -> None:
     base = _settings(processes=4, metrics_port=9100)
-    assert child_overrides(base, 2, 1) == {"processes": 1, "device_id": 1, "metrics_port": 0, "http_port": None}
-    assert child_overrides(_settings(http_port=8000), 2, 0)["http_port"] == 8002, "a port per process"
-    assert child_overrides(_settings(http_port=0), 2, 0)["http_port"] == 0, "0: each picks a free port"
+    assert child_overrides(base.http, 2, 1) == {"processes": 1, "device_id": 1, "metrics_port": 0, "http_port": None}
+    assert child_overrides(_settings(http_port=8000).http, 2, 0)["http_port"] == 8002, "a port per process"
+    assert child_overrides(_settings(http_port=0).http, 2, 0)["http_port"] == 0, "0: each picks a free port"
 
 
 def test_child_settings_round_trip_with_secrets_in_clear() -> None:
     settings = _settings(
         processes=2, sasl_mechanism="PLAIN", security_protocol="SASL_SSL", sasl_username="u", sasl_password="pw-123"
     )
-    data = child_settings_data(settings, child_overrides(settings, 1, 0))
+    data = child_settings_data(settings, child_overrides(settings.http, 1, 0))
     assert data["sasl_password"] == "pw-123"
     child = Settings(**data)
     assert child.sasl_password is not None and child.sasl_password.get_secret_value() == "pw-123"
@@ -97,11 +103,11 @@ def test_child_settings_round_trip_with_secrets_in_clear() -> None:
 
 
 def test_http_ports_must_fit_and_not_hit_the_metrics_port() -> None:
-    check_http_ports(_settings(http_port=8000, metrics_port=9100), 4)
+    _check_ports(_settings(http_port=8000, metrics_port=9100), 4)
     with pytest.raises(SettingsError, match="metrics_port 8002"):
-        check_http_ports(_settings(http_port=8000, metrics_port=8002), 4)
+        _check_ports(_settings(http_port=8000, metrics_port=8002), 4)
     with pytest.raises(SettingsError, match="65535"):
-        check_http_ports(_settings(http_port=65534), 4)
+        _check_ports(_settings(http_port=65534), 4)
 
 
 def test_crash_policy_backs_off_then_gives_up_within_the_window() -> None:
