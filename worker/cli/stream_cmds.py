@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="Run the streaming worker (consumer group → batcher → ONNX model → producers).",
         description="Run the worker until SIGINT/SIGTERM. The first signal stops polling, drains in-flight "
         "batches, produces, commits and exits 0; a second one forces exit without committing unacknowledged "
-        "work (exit 1). --processes N runs N worker processes under a supervisor (README 'Several processes "
-        "per machine'). Every setting is a flag, an env var (SENTIMENT_*) or a TOML config entry.",
+        "work (exit 1). --processes N runs N worker processes under a supervisor (docs/operating.md 'Several "
+        "processes per machine'). Every setting is a flag, an env var (SENTIMENT_*) or a TOML config entry.",
     )
     add_common_flags(run)
     add_settings_flags(run)

@@ -85,7 +85,8 @@ class Output(Section):
         gt=0,
         description="Memory for records awaiting the broker's acks (kafka-python 3 has no buffer_memory: the worker "
         "enforces it). Each record sent is charged 4 x its size + a per-record overhead until answered; when full, "
-        "outputs wait and the consumer pauses. At least producer_max_request_size. See README 'Bounded memory'.",
+        "outputs wait and the consumer pauses. At least producer_max_request_size. See docs/guarantees.md "
+        "'Bounded memory and limits'.",
     )
     producer_max_block_ms: int = Field(
         default=10_000,

@@ -18,7 +18,7 @@ class Placement(Section):
 
     processes: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(default=1, description="`run`: worker "
         "processes, each a group member with its own model; 'auto': one per GPU found (device cuda/auto), else "
-        "CPU cores // threads (threads 0: 1). README 'Several processes per machine'.")  # fmt: skip
+        "CPU cores // threads (threads 0: 1). docs/operating.md 'Several processes per machine'.")  # fmt: skip
     devices: Annotated[list[NonNegativeInt], NoDecode] = Field(default=[], description="CUDA device ids, comma-"
         "separated, the processes are spread over round-robin (as device_id); empty = device_id for all.")  # fmt: skip
 

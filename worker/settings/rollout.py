@@ -10,7 +10,7 @@ from worker.settings.base import Section
 
 
 class ModelRollout(Section):
-    """How a new model is checked and swapped in, and the optional shadow model (README "Rolling out a model")."""
+    """How a new model is checked and swapped in, and the optional shadow model (docs/rollout.md)."""
 
     title = "Roll-out (swap, canary, shadow)"
 
