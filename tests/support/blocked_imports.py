@@ -1,6 +1,6 @@
 """Run Python in a subprocess that can't import the optional extras' packages (as after a plain
 ``pip install sentiment-worker``): a ``sys.meta_path`` finder raises ``ModuleNotFoundError`` for torch,
-transformers, optimum and onnx (not onnxruntime) and for ``worker.training``.
+transformers, optimum and onnx (not onnxruntime) and for ``training``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-BLOCKED: tuple[str, ...] = ("torch", "transformers", "optimum", "onnx", "worker.training")
+BLOCKED: tuple[str, ...] = ("torch", "transformers", "optimum", "onnx", "training")
 
 _PRELUDE = """
 import sys

@@ -10,9 +10,9 @@ import pytest
 
 from benchmarks import datasets as bench_datasets
 from tests.support.hf_data import go_offline, save_to_disk, write_jsonl
+from training.data import read_hf_labelled, read_labelled_file
 from worker import datasets_input as di
 from worker.cli import main
-from worker.training.data import read_hf_labelled, read_labelled_file
 
 pytestmark = pytest.mark.unit
 

@@ -104,8 +104,8 @@ def _default_cache_dir() -> Path:
 def _cmd_build_starter(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from worker.training.materials import MaterialsUnavailableError
-    from worker.training.starter import StarterConfig, build_starter
+    from training.materials import MaterialsUnavailableError
+    from training.starter import StarterConfig, build_starter
 
     _setup_logging(args)
     _passive_omp_threads()
@@ -211,10 +211,10 @@ def _register_finetune(sub: argparse._SubParsersAction) -> None:  # type: ignore
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from worker.training.data import read_labelled_file
-    from worker.training.finetune import FinetuneConfig, FinetuneError
-    from worker.training.model_card import CardInfo, DataSource
-    from worker.training.pipeline import finetune_and_export
+    from training.data import read_labelled_file
+    from training.finetune import FinetuneConfig, FinetuneError
+    from training.model_card import CardInfo, DataSource
+    from training.pipeline import finetune_and_export
 
     _setup_logging(args)
     _passive_omp_threads()
@@ -319,11 +319,11 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from training.data import read_hf_labelled, read_labelled_file
+    from training.evaluate import evaluate_backends, is_onnx_dir, is_torch_dir, label_names
+    from training.pipeline import export_onnx
     from worker.datasets_input import is_hf_spec
     from worker.model.manifest import is_exported_dir, read_manifest
-    from worker.training.data import read_hf_labelled, read_labelled_file
-    from worker.training.evaluate import evaluate_backends, is_onnx_dir, is_torch_dir, label_names
-    from worker.training.pipeline import export_onnx
 
     _setup_logging(args)
     wanted = [b.strip() for b in args.backends.split(",") if b.strip()]

@@ -14,6 +14,7 @@ from importlib import metadata
 
 EXPORT_EXTRA = "export"
 TRAIN_EXTRA = "train"
+OUR_PACKAGES = ("worker", "training", "devtools", "benchmarks")  # this project's: a missing one is a broken install
 # The distributions of pyproject.toml's [export] and [train] extras (a unit test keeps the lists equal): [train]
 # is [export] plus accelerate (transformers.Trainer needs it; materials are fetched with pip and npm).
 EXPORT_PACKAGES: tuple[str, ...] = ("torch", "transformers", "optimum", "optimum-onnx", "onnx")
@@ -49,7 +50,7 @@ class ExtraNotInstalledError(ModelUnavailableError):
 def is_missing_third_party(exc: BaseException) -> bool:
     """True when ``exc`` says a third-party package is not installed (not a broken import of this project)."""
     name = getattr(exc, "name", None)
-    return isinstance(exc, ModuleNotFoundError) and bool(name) and str(name).partition(".")[0] != "worker"
+    return isinstance(exc, ModuleNotFoundError) and bool(name) and str(name).partition(".")[0] not in OUR_PACKAGES
 
 
 def missing_distributions(names: Iterable[str]) -> list[str]:

@@ -1,6 +1,6 @@
 """Where a built offline starter model is: its cached exports and HF folder (path logic only, never builds).
 
-``worker.training.starter`` builds the starter model into ``<cache_dir>/starter/`` and writes
+``training.starter`` builds the starter model into ``<cache_dir>/starter/`` and writes
 ``starter.json`` (the build record) last; this module reads that record. It imports no training code and
 nothing heavy, so the model resolver can look for the starter model at start-up without the ``[train]``
 extra.

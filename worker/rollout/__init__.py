@@ -2,5 +2,5 @@
 shadow mode (``shadow.py``); their metrics (``metrics.py``). README "Rolling out a model".
 
 The switch itself happens in the inference stage, at a batch boundary (``worker/stream/swap.py``). Serving code:
-never imports ``worker.training``.
+never imports ``training``.
 """

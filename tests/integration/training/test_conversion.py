@@ -19,7 +19,7 @@ SENTENCES = [
 
 
 def test_converted_minilm_matches_hidden_states(starter_materials: Any, tmp_path: Path) -> None:
-    from worker.training.convert import convert_minilm, encoder_max_abs_diff
+    from training.convert import convert_minilm, encoder_max_abs_diff
 
     converted = convert_minilm(starter_materials.minilm_dir, tmp_path / "converted")
     assert encoder_max_abs_diff(starter_materials.minilm_dir, converted, SENTENCES) <= 1e-4
@@ -28,7 +28,7 @@ def test_converted_minilm_matches_hidden_states(starter_materials: Any, tmp_path
 def test_converted_tokenizer_matches_minilm(starter_materials: Any, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
-    from worker.training.convert import convert_minilm
+    from training.convert import convert_minilm
 
     converted = convert_minilm(starter_materials.minilm_dir, tmp_path / "converted")
     assert (converted / "tokenizer.json").is_file()

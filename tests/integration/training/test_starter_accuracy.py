@@ -11,22 +11,22 @@ from typing import Any
 
 import pytest
 
-from worker.training.starter import SANITY_SENTENCES
+from training.starter import SANITY_SENTENCES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def starter_build(starter_cache_dir: Path, starter_materials: Any) -> Any:
-    from worker.training.starter import build_starter
+    from training.starter import build_starter
 
     return build_starter(starter_cache_dir, progress=False)
 
 
 @pytest.fixture(scope="module")
 def heldout_report(starter_build: Any, starter_materials: Any) -> Any:
-    from worker.training.data import load_heldout
-    from worker.training.evaluate import evaluate_backends
+    from training.data import load_heldout
+    from training.evaluate import evaluate_backends
 
     return evaluate_backends(
         load_heldout(starter_materials),

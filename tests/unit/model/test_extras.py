@@ -44,7 +44,7 @@ build_parser()
 for name in {SERVING_MODULES!r}:
     importlib.import_module(name)
 heavy = ("torch", "transformers", "optimum", "onnx")
-loaded = sorted(m for m in sys.modules if m.partition(".")[0] in heavy or m.startswith("worker.training"))
+loaded = sorted(m for m in sys.modules if m.partition(".")[0] in heavy or m.startswith("training"))
 print(json.dumps(loaded))
 """
     proc = run_without_extras(code)
@@ -54,7 +54,7 @@ print(json.dumps(loaded))
 
 def test_the_blocker_really_blocks() -> None:
     """The check above means something: importing training code under the blocker fails."""
-    proc = run_without_extras("import worker.training.finetune\n")
+    proc = run_without_extras("import training.finetune\n")
     assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr
 
 

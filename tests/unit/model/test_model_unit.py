@@ -177,7 +177,7 @@ def test_resolve_falls_back_to_starter_for_default_model(tmp_path: Path, monkeyp
 def test_starter_lookup_needs_no_training_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    for name in ("worker.training", "worker.training.starter"):
+    for name in ("training", "training.starter"):
         monkeypatch.setitem(sys.modules, name, None)  # import → ImportError
     assert resolve.cached_starter_dir(tmp_path, "fp32") is None
 

@@ -35,7 +35,7 @@ def test_converted_encoder_matches_bert(tmp_path: Path) -> None:
     import torch
     from transformers import BertModel, DistilBertForSequenceClassification, DistilBertModel
 
-    from worker.training.convert import CONVERSION_RECORD, convert_minilm
+    from training.convert import CONVERSION_RECORD, convert_minilm
 
     bert_dir = _tiny_bert(tmp_path / "bert")
     out = convert_minilm(bert_dir, tmp_path / "distil", seed=1)
@@ -55,7 +55,7 @@ def test_converted_encoder_matches_bert(tmp_path: Path) -> None:
 
 
 def test_conversion_is_cached_unless_forced(tmp_path: Path) -> None:
-    from worker.training.convert import convert_minilm
+    from training.convert import convert_minilm
 
     bert_dir = _tiny_bert(tmp_path / "bert")
     out = convert_minilm(bert_dir, tmp_path / "distil")
@@ -67,7 +67,7 @@ def test_conversion_is_cached_unless_forced(tmp_path: Path) -> None:
 
 
 def test_non_bert_source_is_rejected(tmp_path: Path, starter_tiny_model: Path) -> None:
-    from worker.training.convert import ConversionError, convert_minilm
+    from training.convert import ConversionError, convert_minilm
 
     with pytest.raises(ConversionError, match="not a BERT encoder"):
         convert_minilm(starter_tiny_model, tmp_path / "out")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.training import data
-from worker.training import materials as registry
-from worker.training.materials import Materials, MaterialsUnavailableError
+from training import data
+from training import materials as registry
+from training.materials import Materials, MaterialsUnavailableError
 
 pytestmark = pytest.mark.unit
 

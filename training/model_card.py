@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.training.evaluate import EvalReport
-from worker.training.finetune import TRAINING_RECORD, TrainResult
+from training.evaluate import EvalReport
+from training.finetune import TRAINING_RECORD, TrainResult
 
 MODEL_CARD = "README.md"
 

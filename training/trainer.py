@@ -1,13 +1,13 @@
-"""The ``transformers.Trainer`` behind :func:`worker.training.finetune.train_classifier`.
+"""The ``transformers.Trainer`` behind :func:`training.finetune.train_classifier`.
 
-* :func:`training_arguments`: a :class:`~worker.training.config.FinetuneConfig` as ``TrainingArguments``
+* :func:`training_arguments`: a :class:`~training.config.FinetuneConfig` as ``TrainingArguments``
   (fused AdamW, linear warmup + decay, evaluation and a checkpoint every epoch, the best epoch kept,
   ``report_to="none"``, progress bars only on a TTY);
 * :class:`ClassifierTrainer`: the Trainer with the length-grouped, shuffled batches of
-  :mod:`worker.training.batching` and per-epoch loss/padding counters;
+  :mod:`training.batching` and per-epoch loss/padding counters;
 * :class:`LogCallback`: Trainer events as structlog lines and per-epoch :class:`EpochStats` (nothing on stdout).
 
-Imports transformers at module level: import it lazily (``worker.training.finetune`` does).
+Imports transformers at module level: import it lazily (``training.finetune`` does).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import numpy as np
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from training.batching import LengthGroupedShuffleSampler
+from training.config import EpochStats, FinetuneConfig, FinetuneError
 from worker.observability import get_logger
-from worker.training.batching import LengthGroupedShuffleSampler
-from worker.training.config import EpochStats, FinetuneConfig, FinetuneError
 
 if TYPE_CHECKING:
     import torch

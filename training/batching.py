@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.training.data import Example
+from training.data import Example
 
 
 def length_grouped_batches(
