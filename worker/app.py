@@ -24,7 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from worker.observability import get_logger, quiet_client_connection_errors, redact_secrets
-from worker.settings import Settings
+from worker.settings import Inference, Settings
 
 if TYPE_CHECKING:
     from worker.model.runtime import SentimentModel
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
-def load_model(exported: Path, settings: Settings) -> SentimentModel:
-    """The exported model in an ONNX Runtime session configured by the settings (device, threads, length)."""
+def load_model(exported: Path, settings: Inference) -> SentimentModel:
+    """The exported model in an ONNX Runtime session configured by the model section (device, threads, length)."""
     from worker.model.runtime import SentimentModel  # imports onnxruntime: only when a command needs the model
 
     # The fast tokenizer's whole-batch encode runs on the poll thread with the GIL released; its own thread pool
@@ -97,17 +97,32 @@ class Worker:
         metrics = WorkerMetrics()
         health = HealthState()
         # metrics_port, and the HTTP API with http_port (worker/serve/front.py: /predict shares the runner's stage)
-        self.servers = servers = Servers(settings, metrics, health, mode="run", http_port=settings.http_port).start()
+        self.servers = servers = Servers(
+            settings.http,
+            settings.observability,
+            metrics,
+            health,
+            mode="run",
+            http_port=settings.http_port,
+            input=settings.input,
+            batching=settings.batching,
+        ).start()
         shadow = rollout = None
         sighup = _hold_sighup()  # until the rollout exists (SIGHUP's default would end the process)
         try:
-            model = load_model(self.model_dir or resolve_model(settings), settings)
-            shadow = Shadow(settings, metrics.registry, load=load_model).start() if settings.shadow_model else None
+            inference = settings.inference
+            model = load_model(self.model_dir or resolve_model(inference), inference)
+            shadow = None
+            if settings.shadow_model:
+                shadow = Shadow(settings.rollout, inference, settings.batching, metrics.registry, load=load_model)
+                shadow.start()
             runner = Runner(settings, model, metrics=metrics, health=health, on_output=self.on_output,
                             on_scored=shadow.offer if shadow is not None else None)  # fmt: skip
-            target = settings if self.model_dir is None else settings.model_copy(update={"model": str(self.model_dir)})
+            target = inference  # what a reload resolves and loads: the model given, or the folder at hand
+            if self.model_dir is not None:
+                target = inference.model_copy(update={"model": str(self.model_dir)})
             self.rollout = rollout = Rollout(
-                target, runner.slot, load=load_model, wake=runner.inbox.wake, metrics=metrics
+                settings.rollout, target, runner.slot, load=load_model, wake=runner.inbox.wake, metrics=metrics
             ).start()
             servers.attach(model, runner.inbox, rollout)
             del model  # the slot holds it: a swap releases it

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from worker.model.errors import extra_imports, missing_distributions, require_extra
 from worker.observability import get_logger
-from worker.settings import Settings
+from worker.settings import Batching, Http, Input, Observability
 
 if TYPE_CHECKING:
     from worker.metrics import HealthState, WorkerMetrics
@@ -103,9 +103,23 @@ class Servers:
     """The API server (with the operations routes) and/or the metrics-port server of one process."""
 
     def __init__(
-        self, settings: Settings, metrics: WorkerMetrics, health: HealthState, *, mode: str, http_port: int | None
+        self,
+        http: Http,
+        observability: Observability,
+        metrics: WorkerMetrics,
+        health: HealthState,
+        *,
+        mode: str,
+        http_port: int | None,
+        input: Input,
+        batching: Batching,
     ) -> None:
-        self.settings = settings
+        """``http``: the API's settings; ``observability``: metrics_port and the shutdown bound; ``input`` and
+        ``batching``: what ``/predict`` applies to its texts (the text limits) and reports (``/info``)."""
+        self.settings = http
+        self.observability = observability
+        self.input = input
+        self.batching = batching
         self.metrics = metrics
         self.health = health
         self.mode = mode
@@ -123,7 +137,7 @@ class Servers:
 
     def _start(self) -> Servers:
         s = self.settings
-        graceful = min(s.http_timeout_s, s.shutdown_timeout_s) + 1.0
+        graceful = min(s.http_timeout_s, self.observability.shutdown_timeout_s) + 1.0
         if self.http_port is not None:
             purpose = "the HTTP API (http_port, `sentiment-worker serve`)"
             require_extra(HTTP_EXTRA, HTTP_PACKAGES, purpose)
@@ -131,11 +145,11 @@ class Servers:
                 from worker.serve.routes import create_app
                 from worker.serve.service import Service
 
-                self.service = Service(s, self.metrics, self.health, mode=self.mode)
+                self.service = Service(s, self.input, self.batching, self.metrics, self.health, mode=self.mode)
                 self.api = HttpServer(create_app(self.service), s.http_host, self.http_port, graceful_s=graceful)
             self.api.start()
             log.info("http_listening", host=s.http_host, port=self.api.port, auth=s.http_api_key is not None)
-        port = s.metrics_port
+        port = self.observability.metrics_port
         if port is not None and not (self.api is not None and port == self.http_port and port != 0):
             if self.service is not None:
                 from worker.serve.routes import create_app
@@ -159,7 +173,7 @@ class Servers:
     def metrics_port(self) -> int | None:
         if self.ops is not None:
             return int(self.ops.port)  # type: ignore[union-attr]
-        return self.port if self.settings.metrics_port is not None else None
+        return self.port if self.observability.metrics_port is not None else None
 
     def attach(self, model: SentimentModel, inbox: InferQueue, rollout: Any = None) -> None:
         """``/predict`` goes live; ``rollout`` (``worker/rollout/controller.py``) serves ``POST /admin/model``."""
@@ -221,7 +235,8 @@ class StopBoth:
         threading.Thread(target=self._stop_runner_when_idle, name="http-drain", daemon=True).start()
 
     def _stop_runner_when_idle(self) -> None:
-        s = self.servers.settings
-        idle = self.servers.wait_idle(min(s.http_timeout_s, s.shutdown_timeout_s))
+        idle = self.servers.wait_idle(
+            min(self.servers.settings.http_timeout_s, self.servers.observability.shutdown_timeout_s)
+        )
         log.info("http_drained", idle=idle)
         self.runner.stop()

@@ -20,7 +20,7 @@ from worker.observability import get_logger
 from worker.serve.api import ApiError, check_tokens, label_scores, parse_predict, parse_reload
 from worker.serve.http_metrics import HttpMetrics
 from worker.serve.lane import InferenceFailed, Lane, Overloaded, Unavailable
-from worker.settings import Settings
+from worker.settings import Batching, Http, Input
 
 if TYPE_CHECKING:
     from worker.metrics import HealthState, WorkerMetrics
@@ -36,16 +36,22 @@ RETRY_AFTER_UNAVAILABLE_S = 5
 
 
 class Service:
-    def __init__(self, settings: Settings, metrics: WorkerMetrics, health: HealthState, *, mode: str) -> None:
-        self.settings = settings
+    def __init__(
+        self, http: Http, input: Input, batching: Batching, metrics: WorkerMetrics, health: HealthState, *, mode: str
+    ) -> None:
+        """``http``: the API's settings (``self.settings``); ``input``: the text limits a stream record has too;
+        ``batching``: reported by ``/info`` (``"auto"`` resolved by :meth:`attach`)."""
+        self.settings = http
+        self.input = input
         self.metrics = metrics
         self.health = health
         self.mode = mode
         self.http_metrics = HttpMetrics(metrics.registry)
         self.model: SentimentModel | None = None
         self.lane: Lane | None = None
+        self.batching = batching  # resolved by attach(), once the model's provider is known
         self.rollout: Any = None
-        self._api_key = settings.http_api_key.get_secret_value() if settings.http_api_key else None
+        self._api_key = http.http_api_key.get_secret_value() if http.http_api_key else None
         self._closing = False
         self._in_flight = 0
         self._idle = threading.Condition()
@@ -55,7 +61,10 @@ class Service:
         """The model is loaded and its inference stage reads ``inbox``: ``/predict`` goes live. With ``rollout``
         (``worker/rollout/controller.py``) ``POST /admin/model`` reloads, and a swapped-in model is used from then on
         (to tokenise, for ``/info``)."""
+        from worker.model.buckets import resolve_batching
+
         s = self.settings
+        self.batching = resolve_batching(self.batching, model.provider)  # "auto": by the provider the session got
         self.rollout = rollout
         if rollout is not None:
             rollout.listeners.append(self._swapped)
@@ -135,8 +144,8 @@ class Service:
             call = parse_predict(
                 data,
                 max_inputs=min(s.http_max_inputs, s.http_max_queued),  # more could never be admitted
-                default_truncate=s.text_overflow == "truncate",
-                max_text_chars=s.max_text_chars,
+                default_truncate=self.input.text_overflow == "truncate",
+                max_text_chars=self.input.max_text_chars,
             )
             if sum(len(text) for text in call.texts) > INLINE_TOKENIZE_CHARS:
                 ids, truncated = await asyncio.to_thread(model.tokenize, call.texts)
@@ -240,8 +249,8 @@ class Service:
             },
             "max_concurrent_requests": s.http_max_queued,
             "max_input_length": m.max_length,
-            "max_batch_tokens": s.max_batch_tokens,
-            "max_batch_requests": s.max_batch_size,
+            "max_batch_tokens": self.batching.max_batch_tokens,
+            "max_batch_requests": self.batching.max_batch_size,
             "max_client_batch_size": s.http_max_inputs,
             "version": __version__,
             # ours
@@ -250,8 +259,8 @@ class Service:
             "precision": m.precision,
             "provider": m.provider,
             "labels": list(m.labels),
-            "max_batch_size": s.max_batch_size,
-            "inference_batch_size": s.inference_batch_size,
+            "max_batch_size": self.batching.max_batch_size,
+            "inference_batch_size": self.batching.inference_batch_size,
             "max_queued_inputs": s.http_max_queued,
             "timeout_s": s.http_timeout_s,
             "mode": self.mode,

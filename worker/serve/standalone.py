@@ -71,13 +71,16 @@ class HttpOnly:
         quiet_client_connection_errors(s.log_level)
         metrics, health = WorkerMetrics(), HealthState()
         port = s.http_port if s.http_port is not None else SERVE_DEFAULT_PORT
-        self.servers = servers = Servers(s, metrics, health, mode="serve", http_port=port).start()
+        self.servers = servers = Servers(
+            s.http, s.observability, metrics, health, mode="serve", http_port=port, input=s.input, batching=s.batching
+        ).start()
         thread: threading.Thread | None = None
         inbox: InferQueue | None = None
         shadow = rollout = None
         try:
             with _Signals(self.stop, reload=self._reload):
-                model = load_model(self.model_dir or resolve_model(s), s)
+                inference = s.inference
+                model = load_model(self.model_dir or resolve_model(inference), inference)
                 metrics.set_model_info(
                     model_id=model.model_id,
                     revision=model.revision,
@@ -106,8 +109,12 @@ class HttpOnly:
                     {"sentiment-infer": stage.run}, drop, health=health, on_fatal=self._inference_down
                 )
                 health.set_model_loaded(True)
-                target = s if self.model_dir is None else s.model_copy(update={"model": str(self.model_dir)})
-                self.rollout = rollout = Rollout(target, slot, load=load_model, wake=inbox.wake, metrics=metrics)
+                target = inference
+                if self.model_dir is not None:
+                    target = inference.model_copy(update={"model": str(self.model_dir)})
+                self.rollout = rollout = Rollout(
+                    s.rollout, target, slot, load=load_model, wake=inbox.wake, metrics=metrics
+                )
                 rollout.start()
                 servers.attach(model, inbox, rollout)
                 self.started.set()

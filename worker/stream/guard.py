@@ -27,7 +27,7 @@ from worker.observability import get_logger
 from worker.stream.ports import HealthReporter, Model
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
+    from worker.settings import Inference
 
 log = get_logger(__name__)
 
@@ -73,9 +73,10 @@ class Breaker:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, model: Model, *, health: HealthReporter, down: threading.Event
+        cls, inference: Inference, model: Model, *, health: HealthReporter, down: threading.Event
     ) -> Breaker:
-        s = settings
+        """A breaker with the model section's failure policy (``inference_failures_to_open``, rebuilds)."""
+        s = inference
         policy = BreakerPolicy(
             s.inference_failures_to_open, s.inference_rebuild_attempts, s.inference_rebuild_backoff_s
         )

@@ -87,7 +87,16 @@ class Runner:
             self.tracker, self.metrics, interval_s=s.commit_interval_ms / 1000.0, log_interval_s=s.log_interval_s
         )
         self.broker = BrokerWatch(self.health, self.metrics, log_interval_s=s.log_interval_s)
-        self.cluster = Cluster(s, model.labels, self.health, self.broker, sink=lambda: self.sink)  # topics, bootstrap
+        self.cluster = Cluster(  # bootstrap, output and dead-letter topics
+            s.kafka,
+            s.output,
+            model.labels,
+            self.health,
+            self.broker,
+            sink=lambda: self.sink,
+            input_topics=s.input_topics,
+            log_interval_s=s.log_interval_s,
+        )
         # lifecycle
         self._stop = threading.Event()  # stop() was called: leave the loop, shut down
         self._force = threading.Event()  # a forced stop: no drain
@@ -224,7 +233,8 @@ class Runner:
 
     # ---- a pipeline generation: a producer and the stage threads ------------------------------------
     def _open_clients(self) -> None:
-        self.source = Source(self.settings, handler=self)  # subscribing starts the group membership
+        s = self.settings
+        self.source = Source(s.kafka, s.input, handler=self)  # subscribing starts the group membership
         self._start_pipeline()
 
     def _start_pipeline(self) -> None:
@@ -238,7 +248,9 @@ class Runner:
             return lambda *args: callback(*args) if gen == self._gen else None
 
         self.sink = Sink.create(
-            self.settings,
+            self.settings.kafka,
+            self.settings.output,
+            max_length=self.settings.max_length,
             on_done=current(self._on_done),
             on_fatal=current(self._on_fatal),
             on_dead_letter=current(self.stats.count_dead_letter),
@@ -438,7 +450,7 @@ class Runner:
         self.cluster.close()
         try:
             if self.source is not None:
-                self.source.close(timeout_s=leave_group_timeout_s(self.settings))
+                self.source.close(timeout_s=leave_group_timeout_s(self.settings.input))
         except Exception as exc:
             log.warning("consumer_close_failed", error=repr(exc))
         try:

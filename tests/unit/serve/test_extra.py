@@ -54,11 +54,15 @@ from worker.model.errors import ExtraNotInstalledError
 from worker.serve.front import Servers
 from worker.settings import load_settings
 
-servers = Servers(load_settings(metrics_port=0), WorkerMetrics(), HealthState(), mode="run", http_port=None).start()
+def servers_for(s, mode, http_port):
+    return Servers(s.http, s.observability, WorkerMetrics(), HealthState(), mode=mode, http_port=http_port,
+                   input=s.input, batching=s.batching)
+
+servers = servers_for(load_settings(metrics_port=0), "run", None).start()
 status = urllib.request.urlopen(f"http://127.0.0.1:{servers.metrics_port}/healthz", timeout=5).status
 servers.stop()
 try:
-    Servers(load_settings(), WorkerMetrics(), HealthState(), mode="serve", http_port=0).start()
+    servers_for(load_settings(), "serve", 0).start()
     message = ""
 except ExtraNotInstalledError as exc:
     message = str(exc)
