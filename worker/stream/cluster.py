@@ -29,7 +29,7 @@ from kafka.errors import KafkaTimeoutError, for_code
 from kafka.net import KafkaNetClient
 
 from worker.observability import get_logger
-from worker.settings import Kafka, Output
+from worker.settings import Input, Kafka, Output
 from worker.stream.mend import topic_name_problem
 from worker.stream.ports import HealthReporter
 from worker.stream.watch import BrokerWatch
@@ -107,18 +107,18 @@ class Cluster:
     def __init__(
         self,
         kafka: Kafka,
+        input: Input,
         output: Output,
         labels: Iterable[str],
         health: HealthReporter,
         watch: BrokerWatch,
         *,
         sink: Callable[[], Any],
-        input_topics: Iterable[str] = (),
-        log_interval_s: float = 10.0,
         probe: Callable[[Kafka], bool] = cluster_answers,
     ) -> None:
-        """``sink()``: the current sink (or None), whose producer ``missing_topics=auto`` looks topics up with;
-        ``input_topics``: the topics subscribed by name (checked before the assignment; a pattern's are not)."""
+        """``sink()``: the current sink (or None), whose producer ``missing_topics=auto`` looks topics up with.
+        Input topics named in ``input`` are checked before the assignment (a pattern's once assigned); missing
+        topics are logged at the ``watch``'s interval (``log_interval_s``)."""
         self.kafka = kafka
         self.health = health
         self.watch = watch
@@ -129,8 +129,8 @@ class Cluster:
             labels,
             health,
             producer=lambda: getattr(sink(), "producer", None),
-            input_topics=input_topics,
-            log_interval_s=log_interval_s,
+            input_topics=input.input_topics,
+            log_interval_s=watch.log_interval_s,
         )
 
     def open(self, stop: threading.Event, open_clients: Callable[[], None], release: Callable[[], None]) -> bool:

@@ -88,14 +88,7 @@ class Runner:
         )
         self.broker = BrokerWatch(self.health, self.metrics, log_interval_s=s.log_interval_s)
         self.cluster = Cluster(  # bootstrap, output and dead-letter topics
-            s.kafka,
-            s.output,
-            model.labels,
-            self.health,
-            self.broker,
-            sink=lambda: self.sink,
-            input_topics=s.input_topics,
-            log_interval_s=s.log_interval_s,
+            s.kafka, s.input, s.output, model.labels, self.health, self.broker, sink=lambda: self.sink
         )
         # lifecycle
         self._stop = threading.Event()  # stop() was called: leave the loop, shut down

@@ -126,18 +126,9 @@ def _cluster(probe: Any, **overrides: Any) -> tuple[Cluster, Health]:
     settings = load_settings(input_topics="in", reconnect_backoff_max_ms=200, log_interval_s=0.1, **overrides)
     health = Health()
     watch = BrokerWatch(health, NullMetrics(), log_interval_s=settings.log_interval_s)
-    cluster = Cluster(
-        settings.kafka,
-        settings.output,
-        LABELS,
-        health,
-        watch,
-        sink=lambda: None,
-        input_topics=settings.input_topics,
-        log_interval_s=settings.log_interval_s,
-        probe=probe,
-    )
-    return cluster, health
+    return Cluster(
+        settings.kafka, settings.input, settings.output, LABELS, health, watch, sink=lambda: None, probe=probe
+    ), health
 
 
 def test_wait_reachable_retries_with_backoff_until_the_cluster_answers() -> None:
