@@ -85,10 +85,16 @@ class JsonSchemaReader:
     def __init__(self, client: Any) -> None:
         from confluent_kafka.schema_registry.json_schema import JSONDeserializer
 
-        self._deserialize = JSONDeserializer(None, schema_registry_client=client)
+        # no subject: the writer's schema (by id) validates; no look-up of associations or latest versions per record
+        conf = {"subject.name.strategy": _no_subject}
+        self._deserialize = JSONDeserializer(None, schema_registry_client=client, conf=conf)
 
     def read(self, value: bytes) -> Any:
         return self._deserialize(value, None)
+
+
+def _no_subject(ctx: Any, record_name: Any) -> None:
+    return None
 
 
 class ProtobufReader:
