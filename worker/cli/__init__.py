@@ -48,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExtraNotInstalledError as exc:
         print(f"sentiment-worker: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:  # the Docker images hold the runtime package alone
+        package = (exc.name or "").partition(".")[0]
+        if package not in ("training", "devtools"):
+            raise
+        why = f"this command needs the {package} package, which this installation lacks (an image holds worker/ only)"
+        print(f"sentiment-worker: {why}: pip install sentiment-worker", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

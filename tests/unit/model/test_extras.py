@@ -104,3 +104,10 @@ def test_export_without_the_extra_says_what_to_install(tmp_path: Path, monkeypat
 
 def test_installed_distributions_are_not_missing() -> None:
     assert errors.missing_distributions(["numpy", "sentiment-worker-no-such-dist"]) == ["sentiment-worker-no-such-dist"]
+
+
+def test_a_command_of_a_package_the_installation_lacks_says_what_to_install() -> None:
+    """The images hold worker/ only: a command of ``training`` (or ``devtools``) exits 2 with a line, no traceback."""
+    proc = run_without_extras("import sys\nfrom worker.cli import main\nsys.exit(main(['model', 'build-starter']))\n")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "command needs the training package" in proc.stderr and "Traceback" not in proc.stderr
