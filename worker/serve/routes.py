@@ -5,10 +5,20 @@ Needs the ``[http]`` extra (fastapi, starlette, uvicorn). Every answer other tha
 gets a 4xx, never a 500, and nothing a client sends stops the process. The body of ``/predict`` is read as a
 stream against ``http_max_body_bytes`` (413 from the ``Content-Length`` alone, or as soon as a chunked body passes
 the limit), then parsed by :mod:`worker.serve.api`. ``/openapi.json`` documents the routes.
+
+A request refused before its body was read whole (413, and 401/503 on the routes that take a body) gets its answer
+at once, whole, with ``Connection: close``; the response then stays open while the rest of the body is read and
+thrown away (:class:`DrainingAnswer`), at most :func:`drain_bound` bytes (16 MiB, or 4x ``http_max_body_bytes`` if
+more) for at most ``DRAIN_MAX_S`` seconds, in uvicorn's 64 KiB flow-control steps (memory stays flat). A client
+that reads before it sends the body (curl, which asks ``Expect: 100-continue`` and never gets a ``100 Continue``
+here) reads the answer at once; one that sends its whole body first (Python's urllib, requests) reads it after, as
+the connection closes with nothing left unread (closing with the body unread gave it a connection reset). A body
+declared beyond the bound is not read at all, one that goes past it is cut off there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -18,6 +28,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker import __version__
@@ -49,22 +60,106 @@ def error_response(exc: ApiError, *, close: bool = False) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
+DRAIN_MIN_BYTES = 16 * 1024 * 1024  # what an over-limit (or refused) body may still be read, to be thrown away ...
+DRAIN_LIMIT_FACTOR = 4  # ... or this many times http_max_body_bytes, if more
+DRAIN_MAX_S = 10.0  # and for no longer than this
+
+
+def drain_bound(limit: int) -> int:
+    """Bytes of a refused body the server reads and throws away after its answer."""
+    return max(DRAIN_MIN_BYTES, DRAIN_LIMIT_FACTOR * limit)
+
+
+class BodyTooLarge(Exception):
+    """The body is over the limit: ``error`` is the 413; ``seen`` bytes of it were read, ``ended``: all of it."""
+
+    def __init__(self, error: ApiError, seen: int, ended: bool) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.seen = seen
+        self.ended = ended
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or 413 as soon as it is known to be over ``limit`` bytes (never read whole then)."""
+    """The request body; :class:`BodyTooLarge` as soon as it is known to be over ``limit`` bytes (never held
+    whole then)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
             raise ApiError(400, "validation", "invalid Content-Length")
         if int(declared) > limit:
-            raise ApiError(413, "validation", _too_large(int(declared), limit))
+            raise BodyTooLarge(ApiError(413, "validation", _too_large(int(declared), limit)), 0, False)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk, more = message.get("body", b""), bool(message.get("more_body", False))
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "validation", _too_large(size, limit, at_least=True))
+            raise BodyTooLarge(ApiError(413, "validation", _too_large(size, limit, at_least=more)), size, not more)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_or_refuse(request: Request, limit: int) -> bytes | Response:
+    """The body, or the 413 answer (:func:`refuse`)."""
+    try:
+        return await read_body(request, limit)
+    except BodyTooLarge as unread:
+        return refuse(request, unread.error, limit, seen=unread.seen, ended=unread.ended)
+    except ClientDisconnect:  # gone before its body ended: nobody reads this answer
+        return error_response(ApiError(400, "validation", "the client disconnected before its body ended"), close=True)
+
+
+def refuse(request: Request, error: ApiError, limit: int, *, seen: int = 0, ended: bool = False) -> Response:
+    """The answer to a request refused before its body was read whole (see the module's doc): sent at once, whole;
+    then the rest of the body is read and thrown away, unless the client waits for ``100 Continue`` or the body
+    is declared beyond :func:`drain_bound`; then the connection closes."""
+    budget = drain_bound(limit) - seen
+    declared = request.headers.get("content-length", "").strip()
+    if ended or (request.headers.get("expect", "").strip().lower() == "100-continue" and seen == 0):
+        budget = 0  # nothing more will come (a 100-continue client sends nothing once it has a final answer)
+    elif declared.isdigit() and int(declared) > drain_bound(limit):
+        budget = 0  # it can't be read to its end: don't start
+    return DrainingAnswer(error, budget)
+
+
+class DrainingAnswer(JSONResponse):
+    """An error answer sent whole at once (``Connection: close``); the response then stays open while the rest of
+    the request body is read and thrown away (at most ``budget`` bytes and ``DRAIN_MAX_S``) and ends after it, so
+    the connection closes with nothing unread when the body ended: the client reads the answer, not a reset."""
+
+    def __init__(self, error: ApiError, budget: int) -> None:
+        super().__init__(error.body(), status_code=error.status, headers={**error.headers(), "Connection": "close"})
+        self.budget = budget
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": self.budget > 0})
+        if self.budget > 0:
+            await _discard(receive, self.budget)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _discard(receive: Receive, budget: int) -> bool:
+    """Read the rest of the body and throw it away; True when it ended within ``budget`` bytes and DRAIN_MAX_S."""
+    read = 0
+    try:
+        async with asyncio.timeout(DRAIN_MAX_S):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return False  # http.disconnect: the client went away
+                read += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return read <= budget
+                if read > budget:
+                    return False
+    except TimeoutError:
+        return False
 
 
 def _too_large(size: int, limit: int, *, at_least: bool = False) -> str:
@@ -175,9 +270,11 @@ def _api_routes(app: FastAPI, service: Service) -> None:
         try:
             service.check_auth(request.headers.get("authorization"))
             service.check_live()
-            body = await read_body(request, limit)
         except ApiError as exc:
-            return error_response(exc, close=True)  # the body was not read (whole): don't read the rest, close
+            return refuse(request, exc, limit)  # the body is unread: answer, then read (bounded) and drop it
+        body = await read_or_refuse(request, limit)
+        if isinstance(body, Response):
+            return body
         try:
             result = await service.predict(parse_body(body))
         except ApiError as exc:
@@ -199,9 +296,11 @@ def _api_routes(app: FastAPI, service: Service) -> None:
     async def admin_model(request: Request) -> JSONResponse:
         try:
             service.check_admin(request.headers.get("authorization"))
-            body = await read_body(request, limit)
         except ApiError as exc:
-            return error_response(exc, close=True)  # the body was not read (whole): don't read the rest, close
+            return refuse(request, exc, limit)
+        body = await read_or_refuse(request, limit)
+        if isinstance(body, Response):
+            return body
         status, answer = await service.reload_model(parse_body(body) if body.strip() else None)
         return JSONResponse(answer, status_code=status)
 
