@@ -20,5 +20,5 @@ class Http(Section):
     http_max_inputs: int = Field(default=64, gt=0, le=4096, description="Most texts in one /predict request (413).")
     http_max_queued: int = Field(default=256, gt=0, description="Most HTTP texts waiting for the model; more: 429 "
         "with Retry-After. Counted until answered, so memory stays bounded whatever clients do.")  # fmt: skip
-    http_max_body_bytes: int = Field(default=1_048_576, gt=0, description="Larger /predict bodies: 413, unread.")
+    http_max_body_bytes: int = Field(default=1_048_576, gt=0, description="Larger /predict bodies: 413 (never held).")
     http_timeout_s: float = Field(default=30.0, gt=0, description="Per /predict request: no answer by then: 503.")
