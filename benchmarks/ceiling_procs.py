@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.ceiling import STEADY_FROM, TIMEOUT_S
+from benchmarks.ceiling_window import STEADY_FROM, TIMEOUT_S
 from benchmarks.machine import ours_delta, pid_jiffies, tree_pids
 from devtools.ports import free_port
 

@@ -7,9 +7,11 @@ from typing import Any
 WHAT = {
     "worker": "`sentiment-worker run`, one process (the worker's defaults)",
     "worker_pool": "the same with `threads` = all cores (ONNX Runtime's intra-op pool)",
-    "loop": "single-threaded loop, same stack (poll → json → tokenizer → ONNX → softmax → json → send)",
-    "passthrough": "kafka-python consume + produce only",
-    "passthrough_json": "… + `json.loads` / `json.dumps`",
+    "loop": "single-threaded loop, same stack and speed-ups (poll → orjson → `encode_batch_fast` → ONNX, 1 thread → "
+    "softmax → orjson → send, 256 KiB batches)",
+    "loop_plain": "the same loop with stdlib `json` and 16 KiB producer batches",
+    "passthrough": "kafka-python consume + produce only (256 KiB batches)",
+    "passthrough_json": "… + orjson decode / encode",
     "tokenizer": "fast tokenizer alone (`encode_batch_fast`, 64 a call, one thread)",
     "processes1": "`run --processes 1` (subprocess, outputs counted outside)",
     "processes2": "`run --processes 2` (supervisor + 2 workers)",
@@ -60,13 +62,17 @@ def markdown(results: dict[str, Any]) -> list[str]:
         ok_rate = worker["msgs_per_s"] >= targets.get("msgs_per_s", 0)
         ok_cpu = worker["cpu_us_per_msg"] <= targets.get("cpu_us_per_msg", float("inf"))
         loop = variants.get("loop", {}).get("msgs_per_s")
-        beats = loop is not None and worker["msgs_per_s"] >= loop
+        over = float(targets.get("over_loop", 1.0))
+        beats = loop is not None and worker["msgs_per_s"] >= over * loop
+        hold_for = targets.get("hold_for", "the near-free model")
         lines += [
             "",
-            f"Targets, one process with the worker's defaults: ≥ {targets.get('msgs_per_s'):,} msg/s: "
-            f"**{'met' if ok_rate else 'not met'}**; ≤ {targets.get('cpu_us_per_msg')} µs CPU per message: "
-            f"**{'met' if ok_cpu else 'not met'}**; ≥ 1.0 × the single-threaded loop: "
-            f"**{'met' if beats else 'not met'}**.",
+            f"Targets, one process with the worker's defaults, for {hold_for}: "
+            f"≥ {targets.get('msgs_per_s'):,} msg/s: **{'met' if ok_rate else 'not met'}**; "
+            f"≤ {targets.get('cpu_us_per_msg')} µs CPU per message: **{'met' if ok_cpu else 'not met'}**; "
+            f"≥ {over:.1f} × the single-threaded loop with the same speed-ups: **{'met' if beats else 'not met'}**. "
+            "A real model keeps ONNX Runtime's thread pool and is bound by the model: these targets don't apply "
+            "to it (its target is end to end against model-only).",
         ]
         one = variants.get("worker_pool", {})
         if one.get("msgs_per_s"):
