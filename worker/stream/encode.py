@@ -33,6 +33,7 @@ from worker.records import (
 from worker.settings import Output
 from worker.stream.mend import producible_headers
 from worker.stream.types import Item, Scored, Scorer, headers_size
+from worker.tracing.context import propagate
 
 __all__ = ["EncodeStage", "Encoder", "OutRecord", "dumps"]
 
@@ -151,6 +152,7 @@ class Encoder:
                 headers, mended = producible_headers(record.headers, "x-sentiment-")
                 if mended:
                     headers.append((HEADER_HEADERS_MENDED, mended.encode()))
+                propagate(headers)  # a valid W3C traceparent: same trace, a new span id (worker/tracing/context.py)
             else:
                 headers = []
             header_bytes = item.header_bytes

@@ -10,7 +10,7 @@ import tomllib
 import pytest
 
 from tests.support.blocked_imports import REPO
-from worker.tracing import OTEL_EXTRA, OTEL_PACKAGES
+from worker.tracing.setup import OTEL_EXTRA, OTEL_PACKAGES
 
 pytestmark = pytest.mark.unit
 

@@ -14,8 +14,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from tests.unit.stream.helpers import Rec
 from worker.stream.ports import NullBatchTracer
 from worker.stream.types import Item
-from worker.tracing import open_tracer, tracing_asked
 from worker.tracing.otel import OtelBatchTracer
+from worker.tracing.setup import open_tracer, tracing_asked
 
 pytestmark = pytest.mark.unit
 
@@ -193,7 +193,7 @@ def test_open_tracer_builds_the_sdk_with_otlp_http_and_console(monkeypatch: pyte
 
 
 def test_without_the_extra_tracing_is_off_with_one_info_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.tracing as tracing
+    import worker.tracing.setup as tracing
 
     monkeypatch.setattr(tracing, "missing_distributions", lambda names: ["opentelemetry-sdk"])
     with structlog.testing.capture_logs() as logs:
