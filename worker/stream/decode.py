@@ -65,6 +65,7 @@ class Decoder:
         self.unavailable: str | None = None  # why records are being deferred (None: all is well)
         self._retry_at = 0.0
         self._pause_s = RETRY_FIRST_S
+        self.deferrals = 0  # polls deferred since the service went away (0 while all is well)
 
     @classmethod
     def from_settings(
@@ -113,6 +114,7 @@ class Decoder:
     def _went_away(self, reason: str) -> None:
         first = self.unavailable is None
         self.unavailable = reason
+        self.deferrals += 1
         self._retry_at = self._clock() + self._pause_s
         log.warning("input_unavailable", reason=reason, retry_in_s=self._pause_s, deferred=len(self._deferred))
         self._pause_s = min(RETRY_MAX_S, self._pause_s * 2)
@@ -123,6 +125,7 @@ class Decoder:
         log.info("input_available", was=self.unavailable)
         self.unavailable = None
         self._pause_s = RETRY_FIRST_S
+        self.deferrals = 0
         if self.on_unavailable is not None:
             self.on_unavailable(None)
 
