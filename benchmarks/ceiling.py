@@ -12,7 +12,10 @@ own spawned process, one after the other in one run:
   standard library's json and 16 KiB batches; ``passthrough`` / ``passthrough_json``: kafka-python consume +
   produce alone, and with orjson decode/encode; ``tokenizer``: the tokenizer alone (``benchmarks.ceiling_loops``);
 - ``processes1`` / ``processes2``: ``sentiment-worker run --processes N`` as the CLI runs it, seen from outside
-  (``benchmarks.ceiling_procs``: outputs counted by a consumer, CPU of the whole process tree).
+  (``benchmarks.ceiling_procs``: outputs counted by a consumer, CPU of the whole process tree);
+- ``worker_cloudevents`` / ``worker_avro``: ``worker`` on the same records as CloudEvents (binary mode) and as Avro
+  through the stand-in schema registry, Avro out (``benchmarks.ceiling_formats``), with the decode stage's cost per
+  record and format alone.
 
 The targets hold for a near-free model (under 1 MFLOP per token: the worker then runs ONNX Runtime on one thread,
 as the loop does). A real model (the starter: 21 MFLOP per token) keeps ONNX Runtime's thread pool and is bound by
@@ -36,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks import ceiling_formats as formats
 from benchmarks import ceiling_loops as loops
 from benchmarks.ceiling_window import (
     STEADY_FROM,
@@ -103,11 +107,14 @@ def _worker(config: dict[str, Any]) -> Any:
 
 DEFAULT_VARIANTS = (
     *("worker", "worker_pool", "loop", "loop_plain", "passthrough", "passthrough_json", "tokenizer"),
+    *formats.FORMAT_VARIANTS,
     *("processes1", "processes2"),
 )
 VARIANTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "worker": _worker,
     "worker_pool": _worker_pool,
+    "worker_cloudevents": _worker,  # the format's topic and settings come in the config (pipeline_ceiling)
+    "worker_avro": _worker,
     "loop": loops.loop,
     "loop_plain": loops.loop_plain,
     "passthrough": loops.passthrough,
@@ -173,11 +180,45 @@ def pipeline_ceiling(
     worker_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every variant on the same ``total`` records, one after the other; ratios worker/loop and worker/stack."""
-    from benchmarks.ceiling_procs import run_processes
-
     topic = f"ceiling-{uuid.uuid4().hex[:8]}"
     preload(bootstrap, topic, texts, total, partitions)
     results: dict[str, Any] = {}
+    found: dict[str, Any] = {}
+    format_topics: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        registry_url = None
+        if set(variants) & set(formats.FORMAT_VARIANTS):  # the same records as CloudEvents and Avro
+            from devtools.schema_registry_standin import SchemaRegistryStandIn
+
+            registry_url = stack.enter_context(SchemaRegistryStandIn()).url if "worker_avro" in variants else None
+            format_topics = formats.preload(bootstrap, topic, texts, total, partitions, registry_url)
+            found["decode_us_per_record"] = formats.decode_costs(texts[:4096])
+        _run_variants(bootstrap, topic, model_dir, texts, total, variants, worker_settings, results,
+                      format_topics, registry_url)  # fmt: skip
+    return {
+        "records": total,
+        "partitions": partitions,
+        "cpus": os.cpu_count(),
+        "variants": results,
+        "ratios": ratios(results),
+        **found,
+    }
+
+
+def _run_variants(
+    bootstrap: list[str],
+    topic: str,
+    model_dir: Path,
+    texts: list[str],
+    total: int,
+    variants: tuple[str, ...],
+    worker_settings: dict[str, Any] | None,
+    results: dict[str, Any],
+    format_topics: dict[str, str],
+    registry_url: str | None,
+) -> None:
+    from benchmarks.ceiling_procs import run_processes
+
     for name in variants:
         if name.startswith("processes"):
             n = int(name.removeprefix("processes"))
@@ -194,15 +235,14 @@ def pipeline_ceiling(
             "texts": texts[: min(len(texts), 4096)],
             "settings": worker_settings or {},
         }
+        if name in formats.FORMAT_VARIANTS:
+            if name not in format_topics:
+                results[name] = {"error": "not prepared (no schema registry)"}
+                continue
+            config["topic"] = format_topics[name]
+            config["settings"] = {**config["settings"], **formats.settings_for(name, registry_url)}
         log.info("ceiling_variant", variant=name)
         results[name] = run_variant(name, config)
-    return {
-        "records": total,
-        "partitions": partitions,
-        "cpus": os.cpu_count(),
-        "variants": results,
-        "ratios": ratios(results),
-    }
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
@@ -213,6 +253,8 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         "worker_pool_over_loop": ("worker_pool", "loop"),
         "loop_over_loop_plain": ("loop", "loop_plain"),
         "processes2_over_processes1": ("processes2", "processes1"),
+        "worker_cloudevents_over_worker": ("worker_cloudevents", "worker"),  # the same records as JSON
+        "worker_avro_over_worker": ("worker_avro", "worker"),
     }
     for name, (a, b) in pairs.items():
         ra, rb = results.get(a) or {}, results.get(b) or {}

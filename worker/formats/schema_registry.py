@@ -61,18 +61,17 @@ class AvroReader:
     kind = "AVRO"
 
     def __init__(self, schema: dict[str, Any] | str, named: dict[str, Any]) -> None:
-        from fastavro import parse_schema
+        from fastavro import parse_schema, schemaless_reader
 
+        self._reader = schemaless_reader
         self.schema = schema  # the writer's schema as JSON (the output schema is built from it)
         self.named = named  # named types of its references (fastavro's named_schemas)
         self.parsed = parse_schema(schema, named_schemas=dict(named))
 
     def read(self, value: bytes) -> Any:
-        from fastavro import schemaless_reader
-
         buf = io.BytesIO(value)
         buf.seek(5)
-        record = schemaless_reader(buf, self.parsed, None)
+        record = self._reader(buf, self.parsed, None)
         left = len(value) - buf.tell()
         if left:
             raise ValueError(f"{left} bytes left after the record (written with another schema?)")
@@ -266,6 +265,9 @@ class AvroOutput:
     def __init__(self, field: str = "sentiment") -> None:
         if not _AVRO_NAME.fullmatch(field):
             raise ValueError(f"output_field {field!r}: an Avro output needs a top-level name ([A-Za-z_][A-Za-z0-9_]*)")
+        from fastavro import schemaless_writer
+
+        self._writer = schemaless_writer
         self.field = field
         self.meta = field + "_meta"
 
@@ -276,8 +278,6 @@ class AvroOutput:
         return {**schema, "fields": [*fields, {"name": self.field, "type": SENTIMENT_AVRO}]}
 
     def write(self, payload: dict[str, Any], context: AvroTarget, headers: Headers) -> tuple[bytes, Headers]:
-        from fastavro import schemaless_writer
-
         record = dict(payload)
         meta = record.pop(self.meta, None) or {}
         sentiment = record[self.field]
@@ -288,7 +288,7 @@ class AvroOutput:
             raise ValueError(f"no output schema registered for label {label!r} (the model's labels changed?)")
         buf = io.BytesIO()
         buf.write(bytes((MAGIC_BYTE,)) + schema_id.to_bytes(4, "big"))
-        schemaless_writer(buf, context.parsed, record)
+        self._writer(buf, context.parsed, record)
         return buf.getvalue(), headers
 
 
