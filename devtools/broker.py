@@ -37,6 +37,12 @@ from worker.observability import get_logger
 
 log = get_logger(__name__)
 
+# Tansu holds every fetch for the consumer's whole fetch_max_wait_ms, even with data waiting (Apache Kafka answers as
+# soon as data arrives): at Kafka's 500 ms default that hold is most of a record's latency. The fetch wait the demo,
+# `ui --demo` and the `broker` command's examples use with it (each fetch costs some Python I/O: measure before
+# using a wait this short on another broker).
+EMBEDDED_FETCH_WAIT_MS = 10
+
 # Environment variables Tansu reads as defaults for its flags; an inherited value must not leak in.
 TANSU_ENV_VARS = (
     "LISTENER_URL",

@@ -1,24 +1,27 @@
 """The self-contained demo: embedded broker, offline starter model, a sample stream, enriched records printed live.
 
 ``sentiment-worker demo`` parses its flags and calls :func:`run_demo`; the worker itself is assembled by
-:mod:`worker.app` exactly as ``sentiment-worker run`` assembles it.
+:mod:`worker.app` exactly as ``sentiment-worker run`` assembles it. The sample stream starts with the worker, as a
+stream already flowing when a worker (re)starts: what is produced while the worker loads its model and joins the
+group is its start-up backlog. Once the worker is ready, ``count`` more records follow at ``rate``; the summary
+(:mod:`devtools.demo_summary`) reports the start-up and its backlog apart from the steady-state latency.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
+from devtools.broker import EMBEDDED_FETCH_WAIT_MS
+from devtools.demo_summary import LivePrinter, summary_lines
 from worker.app import Worker
 from worker.settings import DEFAULT_MODEL, Settings
-
-if TYPE_CHECKING:
-    from worker.stream.encode import OutRecord
 
 DEMO_TOPIC = "demo.reviews"
 DEMO_GROUP = "sentiment-demo"
@@ -26,7 +29,7 @@ DEMO_GROUP = "sentiment-demo"
 
 @dataclass(frozen=True)
 class DemoOptions:
-    count: int = 400  # sample messages to stream
+    count: int = 400  # sample messages streamed once the worker is ready (the start-up backlog comes on top)
     rate: float = 100.0  # messages per second (0 = as fast as possible)
     partitions: int = 4
     show: int = 12  # enriched records printed in full
@@ -34,11 +37,12 @@ class DemoOptions:
 
 
 def demo_overrides(bootstrap: str) -> dict[str, Any]:
-    """Settings the demo fixes: its broker, topic and group, and short group timeouts.
+    """Settings the demo fixes (``demo`` and ``ui --demo``): its broker, topic and group, short group timeouts and
+    a fetch wait suited to the embedded broker.
 
     The embedded broker (Tansu) holds a new group's first JoinGroup for about half the session timeout (23 s at
-    Kafka's 45 s default, about 1 s at 2 s): short timeouts keep the demo's start fast. Production keeps the
-    defaults.
+    Kafka's 45 s default, about 1 s at 2 s): short timeouts keep the demo's start fast. It also holds every fetch
+    for the whole ``fetch_max_wait_ms``: :data:`EMBEDDED_FETCH_WAIT_MS`. Production keeps the defaults.
     """
     return {
         "bootstrap_servers": bootstrap,
@@ -46,6 +50,7 @@ def demo_overrides(bootstrap: str) -> dict[str, Any]:
         "group_id": DEMO_GROUP,
         "session_timeout_ms": 6000,
         "heartbeat_interval_ms": 1000,
+        "fetch_max_wait_ms": EMBEDDED_FETCH_WAIT_MS,
         "log_interval_s": 5.0,
     }
 
@@ -62,29 +67,69 @@ def run_demo(make_settings: Callable[[str], Settings], options: DemoOptions, out
         print(f"model: {model_dir}\n  ({why})", file=out, flush=True)
         create_topics(broker.bootstrap, {DEMO_TOPIC: options.partitions})
 
-        printer = LivePrinter(options.show, options.count, out)
+        printer = LivePrinter(options.show, None, out)  # the number to expect is known once the backlog is
         worker = Worker(settings, model_dir=model_dir, on_output=printer)
         result: dict[str, int] = {}
         thread = threading.Thread(target=lambda: result.setdefault("rc", worker.run()), name="demo-worker", daemon=True)
-        started = time.monotonic()
-        thread.start()
-        messages = generate_messages(options.count, seed=7, length="mixed", keys=16)
-        stats = produce(broker.bootstrap, DEMO_TOPIC, messages, rate=options.rate, total=options.count)
-        print(f"produced {stats.sent} sample messages to {DEMO_TOPIC} ({stats.msgs_per_s:.0f} msgs/s)", file=out)
+        started, started_wall = time.monotonic(), time.time()
         deadline = started + options.timeout_s
+        thread.start()
+        ready = threading.Event()
+        readiness: dict[str, float] = {}
+        watcher = threading.Thread(target=_watch_ready, args=(worker, thread, ready, readiness, deadline), daemon=True)
+        watcher.start()
+        messages = generate_messages(None, seed=7, length="mixed", keys=16)
+        # the stream flows while the worker starts (at most `count` records): the start-up backlog
+        backlog = produce(broker.bootstrap, DEMO_TOPIC, _until(ready, messages, options.count), rate=options.rate)
+        ready.wait(max(0.0, deadline - time.monotonic()))
+        printer.expect(backlog.sent + options.count)
+        stats = produce(broker.bootstrap, DEMO_TOPIC, itertools.islice(messages, options.count), rate=options.rate)
+        print(
+            f"produced {backlog.sent} sample messages while the worker started, then {stats.sent} to {DEMO_TOPIC} "
+            f"({stats.msgs_per_s:.0f} msgs/s)",
+            file=out,
+        )
         while not printer.done.wait(0.5) and thread.is_alive() and time.monotonic() < deadline:
             pass
         finished = printer.done.is_set()
         worker.stop()
         thread.join(timeout=60)
-        elapsed = time.monotonic() - started
-        print("\nsummary: " + json.dumps(printer.summary(elapsed), indent=2), file=out, flush=True)
+        summary = printer.summary(started=started_wall, ready=readiness.get("at"), wall_s=time.monotonic() - started)
+        print("\nsummary:\n  " + "\n  ".join(summary_lines(summary)), file=out)
+        print(json.dumps(summary, indent=2), file=out, flush=True)
         if not finished:
             print(
-                f"demo timed out after {options.timeout_s:.0f}s with {printer.count}/{options.count} records", file=out
+                f"demo timed out after {options.timeout_s:.0f}s with {printer.count}/{printer.expected} records",
+                file=out,
             )
             return 1
         return int(result.get("rc", 1))
+
+
+def _watch_ready(
+    worker: Worker, thread: threading.Thread, ready: threading.Event, readiness: dict[str, float], deadline: float
+) -> None:
+    """Set ``ready`` (and ``readiness["at"]``, epoch seconds) once the worker owns partitions; also when it died or
+    the deadline passed (then without ``at``), so the demo goes on to report."""
+    runner = worker.wait_started(max(0.0, deadline - time.monotonic()))
+    while thread.is_alive() and time.monotonic() < deadline:
+        health = getattr(runner, "health", None)
+        probe = getattr(health, "readiness", None)
+        if probe is not None and probe()[1].get("assigned_partitions", 0) > 0:
+            readiness["at"] = time.time()
+            break
+        time.sleep(0.02)
+    ready.set()
+
+
+def _until(
+    ready: threading.Event, messages: Iterator[tuple[bytes | None, bytes]], limit: int
+) -> Iterator[tuple[bytes | None, bytes]]:
+    """``messages`` until ``ready`` is set, at most ``limit`` (none taken from ``messages`` after that)."""
+    for _ in range(limit):
+        if ready.is_set():
+            return
+        yield next(messages)
 
 
 def demo_model(settings: Settings, out: TextIO) -> tuple[Path, str]:
@@ -118,63 +163,3 @@ def demo_model(settings: Settings, out: TextIO) -> tuple[Path, str]:
             f"the starter model's folder is missing under {starter_cache.starter_root(settings.cache_dir)}"
         )
     return export_model(model_dir, precision=settings.precision, cache_dir=settings.cache_dir), why
-
-
-class LivePrinter:
-    """on_output callback (producer IO thread): prints the first records in full, then a progress line."""
-
-    def __init__(self, show: int, expected: int, out: TextIO) -> None:
-        self.show = show
-        self.expected = expected
-        self.out = out
-        self.count = 0
-        self.done = threading.Event()
-        self.lock = threading.Lock()
-        self.labels: dict[str, int] = {}
-        self.latencies: list[float] = []
-        self.first: float | None = None
-        self.last: float | None = None
-
-    def __call__(self, out_record: OutRecord) -> None:
-        now = time.monotonic()
-        with self.lock:
-            self.count += 1
-            self.first = self.first or now
-            self.last = now
-            self.labels[out_record.label] = self.labels.get(out_record.label, 0) + 1
-            self.latencies.append(time.time() - out_record.item.received)
-            n = self.count
-        if n <= self.show:
-            self._print_record(out_record)
-        elif n % 100 == 0:
-            print(f"... {n} enriched records", file=self.out, flush=True)
-        if n >= self.expected:
-            self.done.set()
-
-    def _print_record(self, out_record: OutRecord) -> None:
-        value = json.loads(out_record.value)
-        s = value["sentiment"]
-        meta = value["sentiment_meta"]["source"]
-        text = value.get("text", "")
-        text = text if len(text) <= 90 else text[:87] + "..."
-        print(
-            f"[{meta['topic']}:{meta['partition']}@{meta['offset']}] → {out_record.topic}  "
-            f"{s['label']:<8} {s['score']:.3f}  {text}",
-            file=self.out,
-            flush=True,
-        )
-
-    def summary(self, elapsed: float) -> dict[str, Any]:
-        import numpy as np
-
-        lat = np.array(self.latencies) * 1000 if self.latencies else np.array([0.0])
-        span = (self.last - self.first) if self.first and self.last and self.last > self.first else elapsed
-        return {
-            "enriched": self.count,
-            "expected": self.expected,
-            "msgs_per_s": round(self.count / span, 1) if span > 0 else None,
-            "labels": self.labels,
-            "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
-            "latency_ms_p99": round(float(np.percentile(lat, 99)), 1),
-            "wall_s": round(elapsed, 1),
-        }

@@ -95,6 +95,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     produce.set_defaults(func=cmd_produce)
 
 
+def _examples(bootstrap: str) -> str:
+    """How to use the broker (stderr: stdout carries only the address). It holds every fetch for the consumer's
+    whole fetch wait, so the examples set one suited to it."""
+    from devtools.broker import EMBEDDED_FETCH_WAIT_MS
+
+    env = f"SENTIMENT_BOOTSTRAP_SERVERS={bootstrap} SENTIMENT_FETCH_MAX_WAIT_MS={EMBEDDED_FETCH_WAIT_MS}"
+    return (
+        f"# this broker holds every fetch for the whole fetch wait: use {EMBEDDED_FETCH_WAIT_MS} ms with it, e.g.\n"
+        f"#   sentiment-worker produce --bootstrap-servers {bootstrap} --topic reviews --count 1000 --rate 200 "
+        "--partitions 4\n"
+        f"#   {env} SENTIMENT_INPUT_TOPICS=reviews sentiment-worker run\n"
+        f"#   sentiment-worker ui --bootstrap-servers {bootstrap} --topics reviews.sentiment"
+    )
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     from devtools.broker import BrokerError, EmbeddedBroker
     from worker.observability import get_logger
@@ -117,6 +132,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
             print(f"sentiment-worker broker: {exc}", file=sys.stderr)
             return 1
         print(broker.bootstrap, flush=True)
+        print(_examples(broker.bootstrap), file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             if not broker.is_running():
                 log.error("broker_died", bootstrap=broker.bootstrap, log_tail=broker.log_tail())
