@@ -31,7 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "messages, prints enriched records live and a summary, then stops everything.",
     )
     add_common_flags(demo)
-    demo.add_argument("--count", type=int, default=400, help="Sample messages to stream (default 400).")
+    demo.add_argument(
+        "--count",
+        type=int,
+        default=400,
+        help="Sample messages streamed once the worker is ready (default 400); the stream also flows while it "
+        "starts (at most as many again): the summary reports that start-up backlog apart from the steady state.",
+    )
     demo.add_argument("--rate", type=float, default=100.0, help="Messages per second (0 = as fast as possible).")
     demo.add_argument("--partitions", type=int, default=4, help="Partitions of the demo topic (default 4).")
     demo.add_argument("--show", type=int, default=12, help="Enriched records to print in full (default 12).")
