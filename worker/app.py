@@ -45,7 +45,7 @@ def load_model(exported: Path, settings: Inference) -> SentimentModel:
     # busy on 2 cores: the cores are better spent on them (and on other worker processes). Set
     # TOKENIZERS_PARALLELISM=true to have it back.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return SentimentModel.load(
+    model = SentimentModel.load(
         Path(exported).resolve(),  # a symlink's target: a reload after the link moved finds this model's files
         device=settings.device,
         device_id=settings.device_id,
@@ -54,6 +54,11 @@ def load_model(exported: Path, settings: Inference) -> SentimentModel:
         max_length=settings.max_length,
         cuda_graph=settings.cuda_graph,  # shape buckets and IO binding: on by themselves on CUDA
     )
+    if settings.simulate_device_rate:  # the forward pass replaced by a wait (worker/model/simulated.py)
+        from worker.model.simulated import simulate_device
+
+        return simulate_device(model, settings.simulate_device_rate)
+    return model
 
 
 class Worker:
