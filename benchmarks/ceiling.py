@@ -15,7 +15,10 @@ own spawned process, one after the other in one run:
   (``benchmarks.ceiling_procs``: outputs counted by a consumer, CPU of the whole process tree);
 - ``worker_cloudevents`` / ``worker_avro``: ``worker`` on the same records as CloudEvents (binary mode) and as Avro
   through the stand-in schema registry, Avro out (``benchmarks.ceiling_formats``), with the decode stage's cost per
-  record and format alone.
+  record and format alone;
+- ``worker_traceparent`` / ``worker_otel``: ``worker`` on the same records with a W3C ``traceparent`` each, tracing
+  off, and with OpenTelemetry spans exported over OTLP/HTTP to a stand-in collector (``benchmarks.ceiling_tracing``),
+  with the no-op tracer's cost per model batch alone.
 
 The targets hold for a near-free model (under 1 MFLOP per token: the worker then runs ONNX Runtime on one thread,
 as the loop does). A real model (the starter: 21 MFLOP per token) keeps ONNX Runtime's thread pool and is bound by
@@ -41,6 +44,7 @@ from typing import Any
 
 from benchmarks import ceiling_formats as formats
 from benchmarks import ceiling_loops as loops
+from benchmarks import ceiling_tracing as tracing
 from benchmarks.ceiling_window import (
     STEADY_FROM,
     TIMEOUT_S,
@@ -108,6 +112,7 @@ def _worker(config: dict[str, Any]) -> Any:
 DEFAULT_VARIANTS = (
     *("worker", "worker_pool", "loop", "loop_plain", "passthrough", "passthrough_json", "tokenizer"),
     *formats.FORMAT_VARIANTS,
+    *tracing.TRACING_VARIANTS,
     *("processes1", "processes2"),
 )
 VARIANTS: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -115,6 +120,8 @@ VARIANTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "worker_pool": _worker_pool,
     "worker_cloudevents": _worker,  # the format's topic and settings come in the config (pipeline_ceiling)
     "worker_avro": _worker,
+    "worker_traceparent": _worker,  # the traced topic and the OTEL_* environment come in the config
+    "worker_otel": _worker,
     "loop": loops.loop,
     "loop_plain": loops.loop_plain,
     "passthrough": loops.passthrough,
@@ -128,6 +135,7 @@ def _child(name: str, config: dict[str, Any], conn: Any) -> None:
 
     configure_logging("json", "warning")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as the worker runs its tokenizer, in every variant
+    os.environ.update(config.get("env", {}))  # a variant's own environment (the tracing variants' OTEL_*)
     try:
         conn.send(VARIANTS[name](config))
     except BaseException as exc:  # reported, not raised: the run goes on with the next variant
@@ -193,8 +201,19 @@ def pipeline_ceiling(
             registry_url = stack.enter_context(SchemaRegistryStandIn()).url if "worker_avro" in variants else None
             format_topics = formats.preload(bootstrap, topic, texts, total, partitions, registry_url)
             found["decode_us_per_record"] = formats.decode_costs(texts[:4096])
+        traced: dict[str, dict[str, Any]] = {}
+        sink = None
+        if set(variants) & set(tracing.TRACING_VARIANTS):  # the same records with a traceparent each
+            sink = stack.enter_context(tracing.OtlpSink())
+            traced_topic = tracing.preload(bootstrap, topic, texts, total, partitions)
+            traced = {
+                name: {"topic": traced_topic, "env": tracing.env_for(name, sink)} for name in tracing.TRACING_VARIANTS
+            }
+            found["null_tracer"] = tracing.null_tracer_cost()
         _run_variants(bootstrap, topic, model_dir, texts, total, variants, worker_settings, results,
-                      format_topics, registry_url)  # fmt: skip
+                      format_topics, registry_url, traced)  # fmt: skip
+        if sink is not None:  # what worker_otel exported
+            found["otlp_sink"] = {"requests": sink.requests, "bytes": sink.bytes}
     return {
         "records": total,
         "partitions": partitions,
@@ -216,6 +235,7 @@ def _run_variants(
     results: dict[str, Any],
     format_topics: dict[str, str],
     registry_url: str | None,
+    traced: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     from benchmarks.ceiling_procs import run_processes
 
@@ -241,6 +261,7 @@ def _run_variants(
                 continue
             config["topic"] = format_topics[name]
             config["settings"] = {**config["settings"], **formats.settings_for(name, registry_url)}
+        config.update((traced or {}).get(name, {}))  # a tracing variant: its topic and OTEL_* environment
         log.info("ceiling_variant", variant=name)
         results[name] = run_variant(name, config)
 
@@ -255,6 +276,8 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
         "processes2_over_processes1": ("processes2", "processes1"),
         "worker_cloudevents_over_worker": ("worker_cloudevents", "worker"),  # the same records as JSON
         "worker_avro_over_worker": ("worker_avro", "worker"),
+        "worker_traceparent_over_worker": ("worker_traceparent", "worker"),  # the same records with a traceparent
+        "worker_otel_over_worker_traceparent": ("worker_otel", "worker_traceparent"),  # spans on vs off
     }
     for name, (a, b) in pairs.items():
         ra, rb = results.get(a) or {}, results.get(b) or {}

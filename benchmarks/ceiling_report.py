@@ -17,6 +17,8 @@ WHAT = {
     "processes2": "`run --processes 2` (supervisor + 2 workers)",
     "worker_cloudevents": "`worker` on the same records as CloudEvents (binary mode, `ce_*` headers)",
     "worker_avro": "`worker` on the same records as Avro (Confluent wire format, stand-in registry), Avro out",
+    "worker_traceparent": "`worker` on the same records with a W3C `traceparent` each, tracing off (child written)",
+    "worker_otel": "… with OpenTelemetry spans on (one per model batch, a link per record, OTLP/HTTP to a stand-in)",
 }
 
 
@@ -55,6 +57,15 @@ def markdown(results: dict[str, Any]) -> list[str]:
     if decode:
         parts = ", ".join(f"{name.replace('_', ' ')} {us:.1f}" for name, us in decode.items())
         lines += ["", f"Decode stage alone, CPU µs per record (best of 5 over 4,096 records, no Kafka): {parts}."]
+    null = section.get("null_tracer") or {}
+    if null:
+        sink = section.get("otlp_sink") or {}
+        lines += [
+            "",
+            f"Tracing off: the no-op tracer's call per model batch alone, {null['ns_per_batch']:.1f} ns "
+            f"({null['ns_per_msg']:.2f} ns per message at {null['batch_size']} a batch; best of 5)."
+            + (f" `worker_otel` exported {sink.get('requests', 0):,} OTLP requests." if sink else ""),
+        ]
     worker = variants.get("worker", {})
     by_thread = worker.get("threads_cpu_us_per_msg") or {}
     if by_thread:

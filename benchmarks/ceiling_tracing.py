@@ -1,0 +1,117 @@
+"""Pipeline ceiling, trace context: what carrying W3C ``traceparent`` and exporting OpenTelemetry spans costs.
+
+The ceiling section's JSON topic (``benchmarks.ceiling.preload``) is written again, record for record, with a
+``traceparent`` header on every record (a ``tracestate`` on every other one). Beside ``worker`` (no trace context,
+tracing off), in the same run:
+
+- ``worker_traceparent``: the worker on the traced records, tracing off: it parses each traceparent and writes the
+  child (same trace id, new span id) into its output; the Kafka client also carries the header bytes both ways;
+- ``worker_otel``: the same with OpenTelemetry on (the ``[otel]`` extra, ``OTEL_TRACES_EXPORTER=otlp``): one span per
+  model batch with a link per record, exported over OTLP/HTTP to a stand-in collector in the benchmark's process
+  (:class:`OtlpSink`: it counts the bytes and answers 200; its CPU is not the worker's).
+
+With tracing off, what the worker adds to a model batch is one call of the no-op tracer: :func:`null_tracer_cost`
+measures it alone (ns per call, best of 5), reported beside the worker's CPU per message.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TRACING_VARIANTS = ("worker_traceparent", "worker_otel")
+
+
+def headers(n: int) -> list[tuple[str, bytes]]:
+    """The trace context of the ``n``-th record: a sampled traceparent, a tracestate on every other record."""
+    out = [("traceparent", f"00-{n + 1:032x}-{(n + 1) * 7919 % (1 << 64) or 1:016x}-01".encode())]
+    if n % 2 == 0:
+        out.append(("tracestate", b"bench=r1,other=x"))
+    return out
+
+
+def preload(bootstrap: list[str], topic: str, texts: list[str], total: int, partitions: int) -> str:
+    """The traced topic: the ceiling's records with their trace context; its name."""
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    name = f"{topic}-traced"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=65_536)
+    for n in range(total):
+        value = json.dumps(
+            {"id": f"c-{n}", "user": f"u{n % 997}", "lang": "en", "text": texts[n % len(texts)]}
+        ).encode()
+        producer.send(name, key=f"k{n % 64}".encode(), value=value, headers=headers(n))
+    producer.flush(timeout=180)
+    producer.close()
+    return name
+
+
+class OtlpSink:
+    """A stand-in OTLP/HTTP collector: ``POST /v1/traces`` is read, counted and answered 200 (nothing decoded)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                sink.bytes += len(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                sink.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="otlp-sink", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> OtlpSink:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def env_for(variant: str, sink: OtlpSink | None) -> dict[str, str]:
+    """The ``OTEL_*`` environment of a tracing variant's process (tracing off unless it is ``worker_otel``)."""
+    if variant == "worker_otel" and sink is not None:
+        return {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            "OTEL_SERVICE_NAME": "sentiment-worker-bench",
+        }
+    return {"OTEL_TRACES_EXPORTER": "none"}
+
+
+def null_tracer_cost(batch_size: int = 64, calls: int = 200_000, repeats: int = 5) -> dict[str, float]:
+    """The no-op tracer's call per model batch, alone: ns per call (best of ``repeats``) and per message."""
+    from worker.stream.ports import NullBatchTracer
+
+    tracer = NullBatchTracer()
+    items: list[Any] = [object()] * batch_size
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        for _ in range(calls):
+            tracer.model_batch(items, 0.001)
+        best = min(best, (time.perf_counter_ns() - start) / calls)
+    return {"ns_per_batch": round(best, 1), "batch_size": batch_size, "ns_per_msg": round(best / batch_size, 2)}
