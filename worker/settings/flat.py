@@ -44,7 +44,7 @@ SECTIONS: dict[str, type[Section]] = {
 }
 
 
-class Settings(  # type: ignore[misc]  # the sections' frozen config is overridden below, on purpose the same
+class Settings(
     BaseSettings,
     Kafka,
     Input,
@@ -57,7 +57,9 @@ class Settings(  # type: ignore[misc]  # the sections' frozen config is overridd
     Http,
     Observability,
 ):
-    """Every knob of the worker. Each field is env var ``SENTIMENT_<FIELD>`` and CLI flag ``--<field>``."""
+    """Every knob of the worker: the fields of all sections in one model. Each field is env var
+    ``SENTIMENT_<FIELD>``, CLI flag ``--<field>`` and config key ``<field>``; ``settings.<section>`` (``kafka``,
+    ``input``, ``batching``, ...) gives one section's values as a frozen copy."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
