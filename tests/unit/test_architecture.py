@@ -26,6 +26,7 @@ SHARED = {
     *("types", "offsets", "kafka_compat", "ports", "stats", "timing", "watch", "budget", "guard", "mend", "cluster"),
     "swap",
     "partition",
+    "pacing",
 }
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from worker.metrics import HealthState, WorkerMetrics
     from worker.model.runtime import SentimentModel
     from worker.serve.service import Service
-    from worker.stream.infer import InferQueue
+    from worker.stream.batcher import InferQueue
 
 log = get_logger(__name__)
 

@@ -1,11 +1,11 @@
 """The HTTP lane into the inference stage: a request's texts become items with a reply, batched with the stream's.
 
-A request handler tokenises the texts, then :meth:`Lane.submit` puts them, as batches of at most ``max_batch_size``
-items (and ``max_batch_tokens`` tokens), into the same :class:`~worker.stream.infer.InferQueue` the stream's poll
-loop fills. The inference stage (the one owner of the batch policy) merges whatever queued up behind the model into
-one call, stream records and HTTP inputs alike; it answers an item that has a :class:`~worker.stream.types.Reply`
-and hands only the others to the encoder, so an HTTP input never reaches Kafka nor the offsets, and the stream's
-order and at-least-once bookkeeping are untouched.
+A request handler tokenises the texts, then :meth:`Lane.submit` puts them into the same
+:class:`~worker.stream.batcher.InferQueue` the stream's poll loop fills. The queue (the one owner of the batch policy)
+runs whatever waits when the model is ready, stream records and HTTP inputs alike, within ``max_batch_size`` and
+``max_batch_tokens``; an HTTP input never waits for company. The inference stage answers an item that has a
+:class:`~worker.stream.types.Reply` and hands only the others to the encoder, so an HTTP input never reaches Kafka nor
+the offsets, and the stream's order and at-least-once bookkeeping are untouched.
 
 Admission is bounded: at most ``max_queued`` inputs admitted and not answered yet (:class:`Overloaded` past that,
 429). An input counts until the stage answers it or fails it (a timed-out request's inputs still count until the
@@ -24,8 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from worker.observability import get_logger
-from worker.stream.batcher import Batch
-from worker.stream.infer import InferQueue
+from worker.stream.batcher import InferQueue
 from worker.stream.types import Item
 
 log = get_logger(__name__)
@@ -178,14 +177,10 @@ class Lane:
         inbox: InferQueue,
         *,
         max_queued: int,
-        max_batch_size: int,
-        max_batch_tokens: int | None,
         on_release: Callable[[int], None] | None = None,
     ) -> None:
         self.inbox = inbox
         self.max_queued = max_queued
-        self.max_batch_size = max_batch_size
-        self.max_batch_tokens = max_batch_tokens
         self._on_release = on_release
         self._lock = threading.Lock()
         self._held = 0
@@ -224,27 +219,9 @@ class Lane:
             Item(HTTP_SOURCE, {}, text, received, list(seq), bool(cut), pending.reply(i), vocab)
             for i, (seq, text, cut) in enumerate(zip(ids, texts, truncated, strict=True))
         ]
-        for batch in self._batches(items):
-            if not self.inbox.submit(batch, self.max_batch_size, self.max_batch_tokens):
-                pending.fail_rest(InferenceFailed("the inference stage is stopping", transient=True))
-                break
+        if not self.inbox.submit(items):
+            pending.fail_rest(InferenceFailed("the inference stage is stopping", transient=True))
         return pending
-
-    def _batches(self, items: list[Item]) -> list[Batch]:
-        """Consecutive runs of ``items`` within the stage's budgets (a single long item gets a batch of its own)."""
-        out: list[Batch] = []
-        current: list[Item] = []
-        tokens = 0
-        for item in items:
-            over_tokens = self.max_batch_tokens is not None and tokens + item.tokens > self.max_batch_tokens
-            if current and (len(current) >= self.max_batch_size or over_tokens):
-                out.append(Batch(current, time.monotonic(), tokens, flushed_by="http"))
-                current, tokens = [], 0
-            current.append(item)
-            tokens += item.tokens
-        if current:
-            out.append(Batch(current, time.monotonic(), tokens, flushed_by="http"))
-        return out
 
     def _release(self, pending: Pending, n: int) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ from worker.settings import Batching, Http, Input
 if TYPE_CHECKING:
     from worker.metrics import HealthState, WorkerMetrics
     from worker.model.runtime import SentimentModel
-    from worker.stream.infer import InferQueue
+    from worker.stream.batcher import InferQueue
 
 log = get_logger(__name__)
 
@@ -71,8 +71,6 @@ class Service:
         self.lane = Lane(
             inbox,
             max_queued=s.http_max_queued,
-            max_batch_size=s.max_batch_size,
-            max_batch_tokens=s.max_batch_tokens,
             on_release=lambda _n: self.http_metrics.queued.set(self.lane.held if self.lane else 0),
         )
         self.model = model

@@ -1,6 +1,6 @@
 """``sentiment-worker serve``: the HTTP API alone (no Kafka), on the same inference stage as the stream uses.
 
-The process: the API server (and the metrics port, if set) → the model → an :class:`~worker.stream.infer.InferQueue`
+The process: the API server (and the metrics port, if set) → the model → an :class:`~worker.stream.batcher.InferQueue`
 and its :class:`~worker.stream.infer.InferStage` on the ``sentiment-infer`` thread (the stream's batch policy:
 requests that queue while the model is busy run together, up to ``max_batch_size`` / ``max_batch_tokens``; the
 stream's circuit breaker: a session failing on everything is rebuilt, ``/health`` answers 503 meanwhile, and the
@@ -28,7 +28,6 @@ from typing import Any
 from worker.observability import get_logger, quiet_client_connection_errors, redact_secrets
 from worker.serve.front import SERVE_DEFAULT_PORT, Servers
 from worker.settings import Settings
-from worker.stream.timing import Deadline
 
 log = get_logger(__name__)
 
@@ -57,11 +56,13 @@ class HttpOnly:
     def run(self) -> int:
         from worker.app import load_model
         from worker.metrics import HealthState, WorkerMetrics
+        from worker.model.buckets import resolve_batching
         from worker.model.resolve import resolve_model
         from worker.rollout.controller import Rollout
         from worker.rollout.shadow import Shadow
+        from worker.stream.batcher import InferQueue
         from worker.stream.guard import Breaker, start_stage_threads
-        from worker.stream.infer import InferQueue, InferStage
+        from worker.stream.infer import InferStage
         from worker.stream.stats import RunStats
         from worker.stream.swap import ModelSlot
 
@@ -88,19 +89,20 @@ class HttpOnly:
                     precision=model.precision,
                     sha256=model.sha256,
                 )
-                inbox = InferQueue(s.queue_max_batches)
+                batching = resolve_batching(s.batching, model.provider)  # "auto": by the session's provider
+                inbox = InferQueue.from_batching(batching)
                 slot = ModelSlot(model)
-                shadow = Shadow(s, metrics.registry, load=load_model).start() if s.shadow_model else None
+                shadow = None
+                if s.shadow_model:
+                    shadow = Shadow(s.rollout, inference, s.batching, metrics.registry, load=load_model).start()
                 stage = InferStage(
                     model,
-                    inbox.batches,
+                    inbox,
                     queue.Queue(maxsize=1),  # only the end marker: every item is answered by its reply
-                    max_batch_size=s.max_batch_size,
-                    max_batch_tokens=s.max_batch_tokens,
-                    chunk_size=s.inference_batch_size,
+                    chunk_size=batching.chunk_size,
                     stats=RunStats(metrics),
                     on_failed=lambda item, error: log.error("inference_failed_without_reply", error=error),
-                    breaker=Breaker.from_settings(s, model, health=health, down=threading.Event()),
+                    breaker=Breaker.from_settings(inference, model, health=health, down=threading.Event()),
                     slot=slot,
                     on_scored=shadow.offer if shadow is not None else None,
                 )
@@ -164,9 +166,9 @@ class HttpOnly:
                 idle = servers.wait_idle(0.2)
         if self._force.is_set():
             drop.set()
-            inbox.drop_and_end(Deadline(0.5))
+            inbox.drop_and_end()
         else:
-            inbox.end(Deadline(wait_s))
+            inbox.end()
         thread.join(timeout=0.5 if self._force.is_set() else wait_s)
         held = servers.service.lane.held if servers.service and servers.service.lane else 0
         complete = idle and not self._force.is_set() and not thread.is_alive()

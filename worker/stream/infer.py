@@ -1,27 +1,26 @@
-"""Inference stage: batches from the inbox → the model → (items, probabilities) to the outbox.
+"""Inference stage: batches from the inference queue → the model → (items, probabilities) to the outbox.
 
 One short loop on its own thread (ONNX Runtime releases the GIL, so polling and producing overlap with compute):
-take a batch, merge what queued up behind it, run the model, hand the result on. The batches that queued up while
-the model was busy run as one call, within the batcher's budgets (``max_batch_size`` records and, if set,
-``max_batch_tokens`` real tokens, counted as the batcher counts them: ``Item.tokens``): fewer, fuller model calls
-when the load nears capacity, so the queue drains instead of growing.
+take the next batch when the model is ready for one (:meth:`~worker.stream.batcher.InferQueue.take`: the queue alone
+decides what a batch holds and when it runs), run the model, hand the result on, and tell the queue how long the call
+took (:meth:`~worker.stream.batcher.InferQueue.observe`: its pacing learns from it).
 
 A batch the model fails on is split in halves until the failing record(s) are found; those go to ``on_failed``
 (the runner dead-letters them), the rest is processed. With a :class:`~worker.stream.guard.Breaker`, a record is
 blamed only if a known-good probe record runs right after it failed; if the probe fails too, the session is at fault:
 the records not yet processed are kept and retried, and the breaker rebuilds the session or gives up
 (:class:`~worker.stream.guard.InferenceDown` ends the stage: the worker stops, the kept records stay uncommitted).
-A ``None`` in the inbox ends the stage (passed on to the outbox); when ``drop`` is set, results are no longer handed
-on.
+When the queue ends the stage ends (a ``None`` is passed on to the outbox); when ``drop`` is set, results are no
+longer handed on.
 
 With a :class:`~worker.stream.swap.ModelSlot` the stage switches to a hot-swapped model between two model calls
 (:meth:`ModelSlot.take`): each batch it hands on carries the :class:`~worker.stream.types.Scorer` (labels, model meta)
 of the one model that scored all of it, and records tokenised by another tokenizer are tokenised again first.
 ``on_scored`` (shadow mode, ``worker/rollout/shadow.py``) sees every scored call; it must not block.
 
-HTTP inputs (``worker/serve/lane.py``) come in through :meth:`InferQueue.submit` as items with a ``reply``: they are
-merged into the same model calls as the stream's records, answered here (or failed, never dead-lettered) and never
-handed to the outbox, so the encoder, the producer and the offsets see only the stream's records, in order.
+HTTP inputs (``worker/serve/lane.py``) are items with a ``reply``, queued with the stream's records: they ride in
+the same model calls, are answered here (or failed, never dead-lettered) and never handed to the outbox, so the
+encoder, the producer and the offsets see only the stream's records, in order.
 """
 
 from __future__ import annotations
@@ -30,133 +29,64 @@ import contextlib
 import queue
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from worker.observability import get_logger
-from worker.stream.batcher import Batch
+from worker.stream.batcher import InferQueue
 from worker.stream.guard import Breaker
 from worker.stream.ports import InferenceResult, Model
 from worker.stream.stats import RunStats
 from worker.stream.swap import ModelSlot
-from worker.stream.timing import Deadline
 from worker.stream.types import Item, Scored, Scorer
 
 log = get_logger(__name__)
 
 
-class InferQueue:
-    """The inference stage's input: a bounded queue of batches, and the full batches it had no room for yet
-    (``ready``). The poll loop adds and pushes; the stage reads :attr:`batches`. A backlog in ``ready`` is the
-    signal for backpressure (the runner pauses the consumer)."""
+class Outbox(queue.Queue[Scored | None]):
+    """The bounded hand-off from the inference stage to the encoder; counts the records it holds (a diagnostic: an
+    upper bound, never below the true count)."""
 
-    def __init__(self, max_batches: int) -> None:
-        self.batches: queue.Queue[Batch | None] = queue.Queue(maxsize=max_batches)
-        self._ready: deque[Batch] = deque()
-        self._lock = threading.Lock()  # the poll loop and a rebalance drain (consumer IO thread) add batches
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self._records = 0
+        self._count_lock = threading.Lock()
 
-    def add(self, batches: Sequence[Batch]) -> None:
-        if batches:
-            with self._lock:
-                self._ready.extend(batches)
+    def put(self, scored: Scored | None, block: bool = True, timeout: float | None = None) -> None:
+        n = _size(scored)
+        self._count(n)
+        try:
+            super().put(scored, block, timeout)
+        except BaseException:
+            self._count(-n)
+            raise
 
-    def push(self) -> int:
-        """Move ready batches into the bounded queue while it has room; the number still waiting (the backlog)."""
-        with self._lock:
-            while self._ready:
-                try:
-                    self.batches.put_nowait(self._ready[0])
-                except queue.Full:
-                    break
-                self._ready.popleft()
-            return len(self._ready)
+    def get(self, block: bool = True, timeout: float | None = None) -> Scored | None:
+        scored = super().get(block, timeout)
+        self._count(-_size(scored))
+        return scored
 
-    def backlog(self) -> int:
-        with self._lock:
-            return len(self._ready)
+    def records(self) -> int:
+        with self._count_lock:
+            return self._records
 
-    def wait_for_room(self, timeout: float) -> bool:
-        """Wait at most ``timeout`` seconds until the bounded queue has room (the stage took a batch)."""
-        q = self.batches
-        with q.not_full:  # the queue's own condition: get() notifies it
-            if len(q.queue) >= q.maxsize > 0:
-                q.not_full.wait(timeout)
-            return not len(q.queue) >= q.maxsize > 0
+    def _count(self, n: int) -> None:
+        with self._count_lock:
+            self._records += n
 
-    def depth(self) -> int:
-        """Batches waiting for the stage: queued and ready."""
-        return self.batches.qsize() + self.backlog()
 
-    def items_held(self) -> dict[str, int]:
-        with self._lock:
-            ready = sum(len(batch) for batch in self._ready)
-        return {"ready": ready, "infer_queue": sum(len(b) for b in peek(self.batches) if b is not None)}
-
-    def end(self, deadline: Deadline) -> None:
-        """After the queued batches, the stage ends (waits for room until the deadline)."""
-        with contextlib.suppress(queue.Full):
-            self.batches.put(None, timeout=deadline.remaining(at_least=0.1))
-
-    def submit(self, batch: Batch, max_size: int, max_tokens: int | None = None) -> bool:
-        """Queue a batch of directly requested items (HTTP inputs with a ``reply``) behind what waits, past the
-        bound (their own admission bounds them: ``worker/serve/lane.py``). Joined to the last queued batch when that
-        one is direct too and both fit ``max_size`` / ``max_tokens``, so requests that arrive while the model is busy
-        take few places (the stream's backpressure counts the places). False when the stage is ending."""
-        q = self.batches
-        with q.mutex:  # the stage takes batches under this lock: a batch still queued is not being read
-            last = q.queue[-1] if q.queue else False
-            if last is None:
-                return False
-            fits = last and len(last.items) + len(batch.items) <= max_size
-            if fits and _direct(last) and (max_tokens is None or last.tokens + batch.tokens <= max_tokens):
-                last.items.extend(batch.items)
-                last.tokens += batch.tokens
-                return True
-            q.queue.append(batch)
-            q.unfinished_tasks += 1
-            q.not_empty.notify()
-        return True
-
-    def wake(self) -> None:
-        """Queue an empty batch past the bound, so an idle stage reaches a batch boundary now (a model swap waits
-        for one). Nothing when the stage is ending."""
-        q = self.batches
-        with q.mutex:
-            if q.queue and q.queue[-1] is None:
-                return
-            q.queue.append(Batch(items=[], created=time.monotonic(), flushed_by="wake"))
-            q.unfinished_tasks += 1
-            q.not_empty.notify()
-
-    def drop_and_end(self, deadline: Deadline) -> bool:
-        """Drop every waiting batch; the stage ends after its current one. False if it could not be told so
-        by the deadline."""
-        with self._lock:
-            self._ready.clear()
-        while True:
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    _fail_replies(self.batches.get_nowait(), "dropped: the pipeline is stopping or restarting")
-            try:
-                self.batches.put_nowait(None)
-                return True
-            except queue.Full:  # a batch pushed meanwhile (a rebalance drain): drop it too
-                if deadline.expired():
-                    return False
+def _size(scored: Scored | None) -> int:
+    return 0 if scored is None else len(scored[0])
 
 
 class InferStage:
     def __init__(
         self,
         model: Model,
-        inbox: queue.Queue[Batch | None],
+        inbox: InferQueue,
         outbox: queue.Queue[Scored | None],
         *,
-        max_batch_size: int,
-        max_batch_tokens: int | None,
         chunk_size: int,
         stats: RunStats,
         on_failed: Callable[[Item, str], None],
@@ -171,16 +101,14 @@ class InferStage:
         self.breaker = breaker
         self.inbox = inbox
         self.outbox = outbox
-        self.max_batch_size = max_batch_size
-        self.max_batch_tokens = max_batch_tokens
         self.chunk_size = chunk_size
         self.stats = stats
         self.on_failed = on_failed
 
     def run(self, drop: threading.Event) -> None:
-        for items, reason in self._merged():
+        while (batch := self.inbox.take()) is not None:
             self._switch()  # a batch boundary: every call of this batch runs on one model
-            self._process(self._retokenized(items), reason, drop)
+            self._process(self._retokenized(batch.items), batch.flushed_by, drop)
         self._end(drop)
 
     def _switch(self) -> None:
@@ -230,40 +158,6 @@ class InferStage:
                         while True:
                             self.outbox.get_nowait()
 
-    # ---- collate ---------------------------------------------------------------------------------------
-    def _merged(self) -> Iterator[tuple[list[Item], str]]:
-        """The inbox's batches, in order, each with what queued up behind it that fits the budgets."""
-        carry: Batch | None = None
-        while True:
-            batch = carry if carry is not None else self.inbox.get()
-            carry = None
-            if batch is None:
-                return
-            items, reason = list(batch.items), batch.flushed_by
-            tokens = _tokens(items)
-            while self._room(len(items), tokens):
-                try:
-                    queued = self.inbox.get_nowait()
-                except queue.Empty:
-                    break
-                if queued is None:  # the end: this call is the last
-                    yield items, reason
-                    return
-                more = _tokens(queued.items)
-                if not self._fits(len(items) + len(queued.items), tokens + more):
-                    carry = queued  # the next call starts with it
-                    break
-                items.extend(queued.items)
-                tokens += more
-                reason = "merged"
-            yield items, reason
-
-    def _fits(self, size: int, tokens: int) -> bool:
-        return size <= self.max_batch_size and (self.max_batch_tokens is None or tokens <= self.max_batch_tokens)
-
-    def _room(self, size: int, tokens: int) -> bool:
-        return size < self.max_batch_size and (self.max_batch_tokens is None or tokens < self.max_batch_tokens)
-
     # ---- predict, hand on -----------------------------------------------------------------------------
     def _infer(self, items: list[Item], reason: str, drop: threading.Event) -> list[Item]:
         """Hand on or dead-letter ``items``; the ones kept (not processed: the session, not a record, failed)."""
@@ -275,6 +169,7 @@ class InferStage:
             log.warning("batch_inference_failed", size=len(items), error=repr(exc))
             return items if not self._probe_ok() else self._isolate(items, drop)
         self.stats.count_batch(len(items), result.real_tokens, result.padded_tokens, elapsed)
+        self.inbox.observe(len(items), elapsed)
         log.debug(
             "batch_inferred",
             size=len(items),
@@ -361,25 +256,5 @@ def _answer(
     return [items[i] for i in keep], probs[keep]
 
 
-def _direct(batch: Batch) -> bool:
-    return bool(batch.items) and batch.items[0].reply is not None
-
-
-def _fail_replies(batch: Batch | None, error: str) -> None:
-    for item in batch.items if batch is not None else ():
-        if item.reply is not None:
-            item.reply.fail(error)
-
-
 def _logits(result: InferenceResult) -> np.ndarray | None:
     return result.logits
-
-
-def _tokens(items: Sequence[Item]) -> int:
-    return sum(item.tokens for item in items)
-
-
-def peek(q: queue.Queue[Any]) -> list[Any]:
-    """A snapshot of what waits in ``q``."""
-    with q.mutex:
-        return list(q.queue)

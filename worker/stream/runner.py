@@ -1,10 +1,11 @@
-"""The runner wires the stages: source → decode → batcher → infer → encode → sink → commit.
+"""The runner wires the stages: source → decode → batcher (the inference queue) → infer → encode → sink → commit.
 
-Threads: the poll loop (the caller's: poll, decode, tokenise per poll, batch, dead-letter bad input, hand batches to
-the inference queue, commit acknowledged offsets, log summaries); the inference thread (``infer.py``: ONNX Runtime
-releases the GIL, so polling and producing overlap with compute); the sink thread (``encode.py``'s stage: encode and
-send; delivery callbacks ack offsets). The queues between them are bounded; when the inference queue is full the
-consumer's partitions are paused (backpressure) and resumed as soon as the stage takes a batch.
+Threads: the poll loop (the caller's: poll, decode, tokenise per poll, dead-letter bad input, put records in the
+inference queue, commit acknowledged offsets, log summaries); the inference thread (``infer.py``: takes a batch from
+the queue when the model is ready, ``batcher.py`` decides what it holds; ONNX Runtime releases the GIL, so polling and
+producing overlap with compute); the sink thread (``encode.py``'s stage: encode and send; delivery callbacks ack
+offsets). The queues between them are bounded; when the inference queue is full the consumer's partitions are paused
+(backpressure) and resumed as soon as the stage takes a batch.
 
 Delivery guarantee (at-least-once): an offset is committed only when every record before it in its partition
 was acknowledged by the broker, to its output topic or to the dead-letter topic (see ``offsets.py``).
@@ -24,16 +25,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from worker.model.buckets import resolve_batching
 from worker.observability import get_logger
 from worker.records import ErrorType
 from worker.settings import Settings
-from worker.stream.batcher import Batcher
+from worker.stream.batcher import InferQueue
 from worker.stream.cluster import Cluster
 from worker.stream.commit import Committer
 from worker.stream.decode import Decoder
 from worker.stream.encode import Encoder, EncodeStage, OutRecord
 from worker.stream.guard import Breaker, start_stage_threads
-from worker.stream.infer import InferQueue, InferStage, peek
+from worker.stream.infer import InferStage, Outbox
 from worker.stream.offsets import OffsetTracker
 from worker.stream.ports import HealthReporter, Model, NullHealth, NullMetrics, PipelineMetrics
 from worker.stream.sink import Sink
@@ -41,13 +43,14 @@ from worker.stream.source import Source
 from worker.stream.stats import RunStats
 from worker.stream.swap import ModelSlot
 from worker.stream.timing import CLOSE_STEP_S, FINAL_COMMIT_MAX_S, Deadline, RestartBackoff, leave_group_timeout_s
-from worker.stream.types import Scored, Scorer, SourceRecord
+from worker.stream.types import Scorer, SourceRecord
 from worker.stream.watch import BrokerWatch
 
 log = get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1  # drain timed out, forced stop, or a fatal delivery error: unacknowledged work not committed
+POLL_WAIT_S = 0.1  # longest a poll waits for records (the loop's other duties: commits, health, summaries)
 
 
 class Runner:
@@ -70,12 +73,13 @@ class Runner:
         self.on_output = on_output
         self.stats = RunStats(self.metrics)
         self.tracker = OffsetTracker()
-        # source → decode → batcher → [inbox] → infer → [out_q] → encode → sink → commit
+        # source → decode → [inbox: the batcher] → infer → [out_q] → encode → sink → commit
         self.source: Source | None = None  # created by run(): subscribing starts the group membership
         self.decoder = Decoder.from_settings(s, self.slot.tokenize)
-        self.batcher = Batcher(s.max_batch_size, s.max_wait_ms / 1000.0, s.max_batch_tokens)
-        self.inbox = InferQueue(s.queue_max_batches)
-        self.out_q: queue.Queue[Scored | None] = queue.Queue(maxsize=s.queue_max_batches)
+        # "auto" batch sizes: by the provider the model's session got (a fallback to the CPU gets the CPU sizes)
+        self.batching = b = resolve_batching(s.batching, model.provider)
+        self.inbox = InferQueue.from_batching(b)
+        self.out_q = Outbox(maxsize=b.queue_max_batches)
         self.encoder = Encoder(
             labels=model.labels,
             model_meta=model.model_meta(),
@@ -145,7 +149,7 @@ class Runner:
             bootstrap_servers=s.bootstrap_servers,
             provider=self.model.provider,
             model=self.model.model_id,
-            max_batch_size=s.max_batch_size,
+            max_batch_size=self.batching.max_batch_size,
             max_wait_ms=s.max_wait_ms,
         )
         try:
@@ -168,10 +172,7 @@ class Runner:
             records = self._poll()
             if records:
                 self._ingest(records)
-            batch = self.batcher.poll_due()
-            if batch is not None:
-                self.inbox.add([batch])
-            self._push_ready()
+            self._backpressure()
             self.stats.flush()  # acknowledged outputs → metrics
             self.committer.tick(self.source, skip=self.broker.unreachable)  # in an outage a commit can't land
             self.broker.tick(self.source)
@@ -181,18 +182,17 @@ class Runner:
                 next_log = time.monotonic() + self.settings.log_interval_s
 
     def _poll(self) -> list[SourceRecord]:
-        """The next records, waiting at most until the open batch is due (or 0.1 s). Under backpressure it waits for
-        the inference stage to take a batch instead: a paused consumer's poll() sleeps its whole timeout."""
+        """The next records, waiting at most ``POLL_WAIT_S``. Under backpressure it waits for the inference stage to
+        take a batch instead: a paused consumer's poll() sleeps its whole timeout."""
         assert self.source is not None
-        due = self.batcher.time_until_due()
-        wait = 0.1 if due is None else min(0.1, due)
-        if self.source.paused and self.inbox.backlog():
-            self.inbox.wait_for_room(wait)
+        if self.source.paused and self.inbox.full():
+            self.inbox.wait_for_room(POLL_WAIT_S)
             return self.source.poll(0)
-        return self.source.poll(wait)
+        return self.source.poll(POLL_WAIT_S)
 
     def _ingest(self, records: Sequence[SourceRecord]) -> None:
-        """source → decode → batcher: track, count, decode and batch one poll's records; dead-letter bad ones."""
+        """source → decode → batcher: track, count and decode one poll's records into the inference queue;
+        dead-letter bad ones."""
         accepted = self.tracker.track_polled(records)
         if not accepted:
             return
@@ -202,17 +202,17 @@ class Runner:
         for bad in rejected:
             self.sink.dead_letter(bad.record, bad.error_type, bad.message)
         if items:
-            self.inbox.add(self.batcher.add(items))
+            self.inbox.put(items)
 
-    def _push_ready(self) -> None:
-        """batcher → infer: move ready batches into the bounded inference queue; pause/resume the consumer on
-        backpressure."""
-        backlog = self.inbox.push() or (self.sink is not None and self.sink.acks_full())  # dead letters fill it too
+    def _backpressure(self) -> None:
+        """Pause the consumer while the inference queue is full (or the producer's buffer, or the model is down);
+        resume it when there is room again."""
+        backlog = self.inbox.full() or (self.sink is not None and self.sink.acks_full())  # dead letters fill it too
         assert self.source is not None
         if (backlog or self._infer_down.is_set()) and not self.source.paused:
             paused = self.source.pause_all()
             self.metrics.set_paused_partitions(paused)
-            log.debug("backpressure_pause", partitions=paused, ready_batches=backlog)
+            log.debug("backpressure_pause", partitions=paused, waiting=len(self.inbox))
         elif not backlog and self.source.paused and not self._stop.is_set() and not self._infer_down.is_set():
             self.source.resume_all()
             self.metrics.set_paused_partitions(0)
@@ -221,8 +221,7 @@ class Runner:
 
     def items_held(self) -> dict[str, int]:
         """Records waiting in each place between the poll and the model's output (a diagnostic, for tests)."""
-        encode_queue = sum(len(scored[0]) for scored in peek(self.out_q) if scored is not None)
-        return {"batcher": len(self.batcher), **self.inbox.items_held(), "encode_queue": encode_queue}
+        return {**self.inbox.items_held(), "encode_queue": self.out_q.records()}
 
     # ---- a pipeline generation: a producer and the stage threads ------------------------------------
     def _open_clients(self) -> None:
@@ -236,6 +235,7 @@ class Runner:
         self._drop = drop = threading.Event()
         if self._force.is_set():
             drop.set()
+        self.inbox.reopen()  # after a restart: the previous generation's stage thread has ended
 
         def current(callback: Callable[..., None]) -> Callable[..., None]:
             return lambda *args: callback(*args) if gen == self._gen else None
@@ -258,14 +258,12 @@ class Runner:
         s = self.settings
         infer = InferStage(
             self.slot.model,
-            self.inbox.batches,
+            self.inbox,
             self.out_q,
-            max_batch_size=s.max_batch_size,
-            max_batch_tokens=s.max_batch_tokens,
-            chunk_size=s.inference_batch_size,
+            chunk_size=self.batching.chunk_size,
             stats=self.stats,
             on_failed=lambda item, error: sink.dead_letter(item.record, ErrorType.INFERENCE_FAILED, error),
-            breaker=Breaker.from_settings(s, self.slot.model, health=self.health, down=self._infer_down),
+            breaker=Breaker.from_settings(s.inference, self.slot.model, health=self.health, down=self._infer_down),
             slot=self.slot,
             on_scored=self.on_scored,
         )
@@ -280,9 +278,7 @@ class Runner:
     def _stop_stages(self, deadline: Deadline) -> bool:
         """Drop all queued work and end the stage threads (their in-flight work is dropped too)."""
         self._drop.set()
-        self.batcher.flush("drop")
-        if not self.inbox.drop_and_end(deadline):
-            return False
+        self.inbox.drop_and_end()
         for thread in self._threads:
             thread.join(timeout=deadline.remaining(at_least=0.1))
         with contextlib.suppress(queue.Empty):
@@ -347,13 +343,11 @@ class Runner:
 
     # ---- rebalance (consumer IO thread; the poll loop is blocked in poll() meanwhile) -----------------
     def prepare_revoke(self, partitions: list[Any]) -> Callable[[], dict[Any, int] | None]:
-        batch = self.batcher.flush("drain")
-        if batch is not None:
-            self.inbox.add([batch])
+        self.inbox.flush()  # what waits runs at once
         # While shutting down (the consumer's close() revokes too) the shutdown's own deadline applies.
         deadline = self._deadline or Deadline(self.settings.shutdown_timeout_s)
         return self.committer.drain_then_commit(
-            partitions, drain=self._push_ready, deadline=deadline, give_up=lambda: not self._graceful()
+            partitions, drain=self._backpressure, deadline=deadline, give_up=lambda: not self._graceful()
         )
 
     def revoke_done(self, partitions: list[Any], offsets: dict[Any, int]) -> None:
@@ -381,7 +375,7 @@ class Runner:
 
     def _log_summary(self) -> None:
         snap = {k: v for k, v in self.stats.snapshot().items() if k not in ("labels", "dlq_reasons")}
-        log.info("throughput", **snap, lag=self.broker.total_lag(), queue=self.inbox.batches.qsize())
+        log.info("throughput", **snap, lag=self.broker.total_lag(), queue=self.inbox.depth())
 
     # ---- shutdown --------------------------------------------------------------------------------------
     def _shutdown(self) -> int:
@@ -420,13 +414,11 @@ class Runner:
         return EXIT_OK if complete else EXIT_INCOMPLETE
 
     def _drain(self, deadline: Deadline) -> None:
-        """Flush the open batch and wait until everything consumed is acknowledged (or the deadline, or a force)."""
-        batch = self.batcher.flush("drain")
-        if batch is not None:
-            self.inbox.add([batch])
+        """Run what waits at once and wait until everything consumed is acknowledged (or the deadline, or a force)."""
+        self.inbox.flush()
         while not deadline.expired() and self._graceful():
-            self._push_ready()
-            if not self.inbox.backlog() and self.tracker.wait_drained(timeout=0.05):
+            self._backpressure()
+            if self.tracker.wait_drained(timeout=0.05):
                 break
 
     def _end_stages(self, deadline: Deadline) -> None:
@@ -434,7 +426,7 @@ class Runner:
         if not self._graceful():
             self._stop_stages(Deadline(0.1))
             return
-        self.inbox.end(deadline)
+        self.inbox.end()
         for thread in self._threads:
             thread.join(timeout=deadline.remaining(at_least=0.1))
 

@@ -1,5 +1,6 @@
-"""The HTTP lane on the real inference stage (fake model): HTTP inputs ride in the stream's model calls, are answered
-by their reply and never reach the outbox (the encoder); admission is bounded; dropped or stranded inputs fail."""
+"""The HTTP lane on the real inference queue and stage (fake model): HTTP inputs ride in the stream's model calls, are
+answered by their reply and never reach the outbox (the encoder); admission is bounded; dropped or stranded inputs
+fail."""
 
 from __future__ import annotations
 
@@ -12,21 +13,22 @@ import pytest
 
 from tests.unit.stream.helpers import FakeModel, item
 from worker.serve.lane import InferenceFailed, Lane, Overloaded, Unavailable
-from worker.stream.batcher import Batch
-from worker.stream.infer import InferQueue, InferStage
+from worker.stream.batcher import InferQueue
+from worker.stream.infer import InferStage
 from worker.stream.stats import RunStats
-from worker.stream.timing import Deadline
 
 pytestmark = pytest.mark.unit
 
 
-def _stage(inbox: InferQueue, outbox: queue.Queue, model: FakeModel, max_batch_size: int = 64) -> threading.Thread:
+def _queue(max_batch_size: int = 64, capacity: int | None = None) -> InferQueue:
+    return InferQueue(max_batch_size=max_batch_size, max_wait_s=1.0, capacity=capacity)
+
+
+def _stage(inbox: InferQueue, outbox: queue.Queue, model: FakeModel) -> threading.Thread:
     stage = InferStage(
         model,  # type: ignore[arg-type]
-        inbox.batches,
+        inbox,
         outbox,
-        max_batch_size=max_batch_size,
-        max_batch_tokens=None,
         chunk_size=8,
         stats=RunStats(),
         on_failed=lambda it, error: pytest.fail(f"dead-lettered: {error}"),
@@ -35,8 +37,8 @@ def _stage(inbox: InferQueue, outbox: queue.Queue, model: FakeModel, max_batch_s
     return thread
 
 
-def _lane(inbox: InferQueue, max_queued: int = 16, max_batch_size: int = 64) -> Lane:
-    return Lane(inbox, max_queued=max_queued, max_batch_size=max_batch_size, max_batch_tokens=None)
+def _lane(inbox: InferQueue, max_queued: int = 16) -> Lane:
+    return Lane(inbox, max_queued=max_queued)
 
 
 def _result(future: Future) -> list:
@@ -44,12 +46,12 @@ def _result(future: Future) -> list:
 
 
 def test_http_inputs_share_model_calls_with_stream_records_and_never_reach_the_outbox() -> None:
-    model, inbox, outbox = FakeModel(), InferQueue(4), queue.Queue()
+    model, inbox, outbox = FakeModel(), _queue(), queue.Queue()
     lane = _lane(inbox)
-    inbox.batches.put(Batch(items=[item(0), item(1)], created=0.0))  # the stream's batch, queued first
-    pending = lane.submit([[1, 2, 3], [4, 5]], ["a", "b"], [False, True])  # then a request, behind it
-    inbox.batches.put(Batch(items=[item(2)], created=0.0))
-    inbox.end(Deadline(1))
+    inbox.put([item(0), item(1)])  # the stream's records, queued first
+    pending = lane.submit([[1, 2, 3], [4, 5]], ["a", "b"], [False, True])  # then a request, behind them
+    inbox.put([item(2)])
+    inbox.end()
     thread = _stage(inbox, outbox, model)
     thread.start()
     rows = _result(pending.future)
@@ -65,40 +67,45 @@ def test_http_inputs_share_model_calls_with_stream_records_and_never_reach_the_o
     assert lane.held == 0
 
 
-def test_a_request_is_split_into_batches_within_the_budget() -> None:
-    inbox = InferQueue(4)
-    lane = _lane(inbox, max_queued=64, max_batch_size=4)
-    lane.submit([[1]] * 10, ["t"] * 10, [False] * 10)
-    assert [len(b.items) for b in inbox.batches.queue] == [4, 4, 2]
+def test_a_request_runs_in_calls_within_the_budget() -> None:
+    model, inbox = FakeModel(), _queue(max_batch_size=4)
+    lane = _lane(inbox, max_queued=64)
+    pending = lane.submit([[1]] * 10, ["t"] * 10, [False] * 10)
+    inbox.end()
+    thread = _stage(inbox, queue.Queue(), model)
+    thread.start()
+    assert len(_result(pending.future)) == 10
+    thread.join(5)
+    assert model.calls == [4, 4, 2]
 
 
-def test_requests_queued_while_the_model_is_busy_take_one_place() -> None:
-    inbox = InferQueue(4)
-    lane = _lane(inbox, max_queued=64, max_batch_size=4)
+def test_requests_queued_while_the_model_is_busy_share_full_calls_in_arrival_order() -> None:
+    seen: list[list[str]] = []
+    inbox = _queue(max_batch_size=4)
+    lane = _lane(inbox, max_queued=64)
     for text in "abc":
         lane.submit([[1]], [text], [False])
-    inbox.batches.put(Batch(items=[item(0)], created=0.0))  # a stream batch: the next request queues behind it
+    inbox.put([item(0)])  # a stream record ("x"): the next request queues behind it
     lane.submit([[1], [2]], ["d", "e"], [False, False])
-    lane.submit([[1], [2], [3]], ["f", "g", "h"], [False] * 3)  # would not fit the previous one (4)
-    assert [[it.text for it in b.items] for b in inbox.batches.queue] == [
-        ["a", "b", "c"],
-        ["x"],
-        ["d", "e"],
-        ["f", "g", "h"],
-    ]
+    lane.submit([[1], [2], [3]], ["f", "g", "h"], [False] * 3)
+    inbox.end()
+    while (batch := inbox.take()) is not None:
+        seen.append([it.text for it in batch.items])
+    assert seen == [["a", "b", "c", "x"], ["d", "e", "f", "g"], ["h"]]
 
 
 def test_admission_is_bounded_until_the_stage_answers() -> None:
-    inbox = InferQueue(1)
+    inbox = _queue(capacity=1)
     lane = _lane(inbox, max_queued=3)
-    inbox.batches.put(Batch(items=[item(0)], created=0.0))  # the stream's queue is full...
+    inbox.put([item(0)])  # the stream's queue is full...
+    assert inbox.full()
     first = lane.submit([[1], [2]], ["a", "b"], [False, False])  # ...HTTP still gets in (its own bound)
     with pytest.raises(Overloaded):
         lane.submit([[1], [2]], ["a", "b"], [False, False])
     first.future.cancel()  # a client that gave up: its inputs still count until the stage gets to them
     assert lane.held == 2
     outbox: queue.Queue = queue.Queue()
-    inbox.end(Deadline(1))
+    inbox.end()
     thread = _stage(inbox, outbox, FakeModel())
     thread.start()
     thread.join(5)
@@ -107,10 +114,10 @@ def test_admission_is_bounded_until_the_stage_answers() -> None:
 
 
 def test_dropped_and_stranded_inputs_fail_instead_of_hanging() -> None:
-    inbox = InferQueue(4)
+    inbox = _queue()
     lane = _lane(inbox)
     dropped = lane.submit([[1]], ["a"], [False])
-    assert inbox.drop_and_end(Deadline(1))
+    assert inbox.drop_and_end() == 1
     with pytest.raises(InferenceFailed):
         _result(dropped.future)
     late = lane.submit([[1]], ["b"], [False])  # the end marker is queued: refused at once
@@ -119,7 +126,7 @@ def test_dropped_and_stranded_inputs_fail_instead_of_hanging() -> None:
     assert info.value.transient
     assert lane.held == 0
 
-    other = InferQueue(4)
+    other = _queue()
     lane2 = _lane(other)
     stranded = lane2.submit([[1]], ["c"], [False])
     assert lane2.fail_all("gone") == 1
@@ -130,11 +137,11 @@ def test_dropped_and_stranded_inputs_fail_instead_of_hanging() -> None:
 
 
 def test_a_record_the_model_fails_on_fails_its_request_only() -> None:
-    model, inbox, outbox = FakeModel(fail_at_tokens=3), InferQueue(4), queue.Queue()
+    model, inbox, outbox = FakeModel(fail_at_tokens=3), _queue(), queue.Queue()
     lane = _lane(inbox)
     bad = lane.submit([[1, 2, 3]], ["bad"], [False])
     good = lane.submit([[1, 2]], ["good"], [False])
-    inbox.end(Deadline(1))
+    inbox.end()
     thread = _stage(inbox, outbox, model)
     thread.start()
     with pytest.raises(InferenceFailed) as info:

@@ -1,5 +1,5 @@
-"""Under backpressure the poll loop wakes as soon as the inference stage takes a batch (it used to sleep in the
-paused consumer's poll() for its whole timeout while the stage sat idle)."""
+"""Under backpressure the poll loop wakes as soon as the inference stage takes a batch from the inference queue (it
+used to sleep in the paused consumer's poll() for its whole timeout while the stage sat idle)."""
 
 from __future__ import annotations
 
@@ -10,32 +10,32 @@ from typing import Any
 
 import pytest
 
-from worker.stream.batcher import Batch
-from worker.stream.infer import InferQueue
-from worker.stream.runner import Runner
+from tests.unit.stream.helpers import item
+from worker.stream.batcher import InferQueue
+from worker.stream.runner import POLL_WAIT_S, Runner
 
 pytestmark = pytest.mark.unit
 
 
-def _batch() -> Batch:
-    return Batch(items=[], created=time.monotonic(), flushed_by="size")
+def _queue() -> InferQueue:
+    return InferQueue(max_batch_size=2, max_wait_s=10.0, capacity=4)
 
 
 def _full_queue_with_backlog() -> InferQueue:
-    inbox = InferQueue(max_batches=2)
-    inbox.add([_batch(), _batch(), _batch()])
-    assert inbox.push() == 1, "two queued, one waiting: backpressure"
+    inbox = _queue()
+    inbox.put([item(i) for i in range(5)])
+    assert inbox.full() and inbox.items_held()["ready"] == 1, "two batches' worth queued, one record past: backpressure"
     return inbox
 
 
 def test_wait_for_room_returns_when_the_stage_takes_a_batch() -> None:
     inbox = _full_queue_with_backlog()
-    threading.Timer(0.05, inbox.batches.get).start()
+    threading.Timer(0.05, inbox.take).start()
     started = time.monotonic()
     assert inbox.wait_for_room(2.0) is True
     assert time.monotonic() - started < 1.0
     assert inbox.wait_for_room(0.0) is True, "room: no wait"
-    inbox.batches.put_nowait(_batch())
+    inbox.put([item(9), item(10)])
     started = time.monotonic()
     assert inbox.wait_for_room(0.1) is False and time.monotonic() - started >= 0.09, "nobody takes one: timeout"
 
@@ -51,17 +51,17 @@ class Source:
 
 
 def _poll(source: Source, inbox: InferQueue) -> None:
-    runner = SimpleNamespace(source=source, inbox=inbox, batcher=SimpleNamespace(time_until_due=lambda: None))
+    runner = SimpleNamespace(source=source, inbox=inbox)
     Runner._poll(runner)  # type: ignore[arg-type]
 
 
 def test_a_paused_consumer_is_polled_without_waiting_once_the_stage_has_taken_a_batch() -> None:
     inbox = _full_queue_with_backlog()
-    threading.Timer(0.05, inbox.batches.get).start()
+    threading.Timer(0.05, inbox.take).start()
     source = Source(paused=True)
     started = time.monotonic()
     _poll(source, inbox)
     assert source.timeouts == [0] and time.monotonic() - started < 0.09, "woke on the stage, not after 0.1 s"
     running = Source(paused=False)
-    _poll(running, InferQueue(max_batches=2))
-    assert running.timeouts == [0.1], "not paused: the usual wait for records"
+    _poll(running, _queue())
+    assert running.timeouts == [POLL_WAIT_S], "not paused: the usual wait for records"

@@ -19,7 +19,7 @@ from tests.unit.stream.helpers import FakeModel, item
 from worker.metrics import HealthState
 from worker.model.runtime import InferenceResult
 from worker.settings import SettingsError, load_settings
-from worker.stream.batcher import Batch
+from worker.stream.batcher import InferQueue
 from worker.stream.guard import Breaker, BreakerPolicy, InferenceDown, start_stage_threads
 from worker.stream.infer import InferStage
 from worker.stream.stats import RunStats
@@ -74,10 +74,10 @@ class Recorder:
 def _stage(
     model: SessionModel, batches: list[list[Item]], policy: BreakerPolicy = FAST
 ) -> tuple[InferStage, Breaker, queue.Queue, list[tuple[Item, str]], Recorder]:
-    inbox: queue.Queue[Batch | None] = queue.Queue()
+    inbox = InferQueue(max_batch_size=64, max_wait_s=1.0)
     for items in batches:
-        inbox.put(Batch(items=items, created=0.0))
-    inbox.put(None)
+        inbox.put(items)
+    inbox.end()
     rec = Recorder()
     real_reload = model.reload
 
@@ -93,8 +93,6 @@ def _stage(
         model,  # type: ignore[arg-type]
         inbox,
         queue.Queue(),
-        max_batch_size=64,
-        max_batch_tokens=None,
         chunk_size=8,
         stats=RunStats(),
         on_failed=lambda it, error: failed.append((it, error)),
@@ -176,16 +174,14 @@ def test_one_failure_that_goes_away_opens_nothing() -> None:
     model.infer_ids = flaky  # type: ignore[method-assign]
     failed: list = []
     rec = Recorder()
-    inbox: queue.Queue = queue.Queue()
-    inbox.put(Batch(items=[item(i) for i in range(4)], created=0.0))
-    inbox.put(None)
+    inbox = InferQueue(max_batch_size=64, max_wait_s=1.0)
+    inbox.put([item(i) for i in range(4)])
+    inbox.end()
     breaker = Breaker(model, FAST, health=rec.health, down=rec.down)  # type: ignore[arg-type]
     stage = InferStage(
         model,  # type: ignore[arg-type]
         inbox,
         queue.Queue(),
-        max_batch_size=64,
-        max_batch_tokens=None,
         chunk_size=8,
         stats=RunStats(),
         on_failed=lambda it, error: failed.append(it),
@@ -216,16 +212,14 @@ def test_dropping_during_a_rebuild_ends_it_and_closes_the_circuit() -> None:
 
 def test_the_end_marker_never_blocks_on_a_full_queue_while_dropping() -> None:
     model = SessionModel()
-    inbox: queue.Queue = queue.Queue()
-    inbox.put(None)
+    inbox = InferQueue(max_batch_size=8, max_wait_s=1.0)
+    inbox.end()
     outbox: queue.Queue = queue.Queue(maxsize=1)
     outbox.put(([item(0)], None))  # nobody takes it (a dead sink thread)
     stage = InferStage(
         model,  # type: ignore[arg-type]
         inbox,
         outbox,
-        max_batch_size=8,
-        max_batch_tokens=None,
         chunk_size=8,
         stats=RunStats(),
         on_failed=lambda it, error: None,
@@ -327,13 +321,13 @@ def test_the_runner_consumes_nothing_while_the_circuit_is_open() -> None:
 
     runner = Runner(load_settings(bootstrap_servers="h:1", input_topics="in"), FakeModel())  # type: ignore[arg-type]
     runner.source = source = PausableSource()  # type: ignore[assignment]
-    runner._push_ready()
+    runner._backpressure()
     assert not source.paused
     runner._infer_down.set()  # what the breaker sets while it rebuilds the session
-    runner._push_ready()
+    runner._backpressure()
     assert source.paused
-    runner._push_ready()
+    runner._backpressure()
     assert source.paused, "no resume while the session is down, even with an empty queue"
     runner._infer_down.clear()
-    runner._push_ready()
+    runner._backpressure()
     assert not source.paused

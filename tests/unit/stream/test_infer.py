@@ -1,5 +1,6 @@
-"""The inference stage (no broker, a fake model): batches that queued up while it was busy run as one model call,
-in order, within the batch budgets; a failing record is isolated; its input queue bounds what waits."""
+"""The inference stage (no broker, a fake model) on the inference queue: records that queued up while it was busy
+run as one model call, in order, within the batch budgets; a failing record is isolated; the stage teaches the queue
+the model's time per batch."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import threading
 import pytest
 
 from tests.unit.stream.helpers import FakeModel, item
-from worker.stream.batcher import Batch, Batcher
-from worker.stream.infer import InferQueue, InferStage
+from worker.stream.batcher import InferQueue
+from worker.stream.infer import InferStage, Outbox
 from worker.stream.stats import RunStats
-from worker.stream.timing import Deadline
 from worker.stream.types import Item
 
 pytestmark = pytest.mark.unit
@@ -27,20 +27,18 @@ def _run(
     model: FakeModel | None = None,
 ) -> tuple[list[int], list[list[int]]]:
     model = model or FakeModel()
-    inbox: queue.Queue[Batch | None] = queue.Queue()
+    inbox = InferQueue(max_batch_size=max_batch_size, max_wait_s=1.0, max_batch_tokens=max_batch_tokens)
     outbox: queue.Queue = queue.Queue()
     offset = 0
-    for size in sizes:  # queued before the stage starts: as if they arrived while the model was busy
-        inbox.put(Batch(items=[item(offset + i, tokens=tokens) for i in range(size)], created=0.0))
+    for size in sizes:  # queued before the stage starts: as if they arrived (one poll each) while the model was busy
+        inbox.put([item(offset + i, tokens=tokens) for i in range(size)])
         offset += size
-    inbox.put(None)
+    inbox.end()
     failed: list[tuple[Item, str]] = []
     stage = InferStage(
         model,  # type: ignore[arg-type]
         inbox,
         outbox,
-        max_batch_size=max_batch_size,
-        max_batch_tokens=max_batch_tokens,
         chunk_size=8,
         stats=RunStats(),
         on_failed=lambda it, error: failed.append((it, error)),
@@ -56,15 +54,15 @@ def _run(
     return model.calls, groups
 
 
-def test_queued_batches_merge_into_one_call_up_to_max_batch_size_in_order() -> None:
+def test_records_queued_while_the_model_was_busy_run_as_one_call_up_to_max_batch_size_in_order() -> None:
     calls, groups = _run([3, 3, 2], max_batch_size=8)
     assert calls == [8]
     assert groups == [list(range(8))]
 
 
-def test_a_batch_that_would_overflow_waits_for_the_next_call() -> None:
+def test_what_does_not_fit_max_batch_size_runs_in_the_next_call() -> None:
     calls, groups = _run([3, 3, 2, 4], max_batch_size=5)
-    assert calls == [3, 5, 4]
+    assert calls == [5, 5, 2]
     assert [x for g in groups for x in g] == list(range(12))  # every record once, in order
 
 
@@ -75,30 +73,23 @@ def test_merging_keeps_within_the_token_budget_too() -> None:
     assert groups == [[0, 1, 2, 3], [4, 5]]
 
 
-def test_a_batch_at_the_token_budget_is_not_merged_with_the_next() -> None:
-    # a batch the batcher closed at the budget ("tokens") runs on its own, like one closed at max_batch_size
-    batcher = Batcher(max_size=64, max_wait_s=1.0, max_tokens=20)
-    full = batcher.add([item(i, tokens=10) for i in range(2)])
-    assert [b.flushed_by for b in full] == ["tokens"]
+def test_a_call_at_the_token_budget_takes_no_more_records() -> None:
     calls, _ = _run([2, 1], max_batch_size=64, max_batch_tokens=20, tokens=10)
     assert calls == [2, 1]
 
 
 def test_a_failing_record_is_isolated_and_the_rest_is_inferred() -> None:
     model = FakeModel(fail_at_tokens=7)
-    inbox: queue.Queue[Batch | None] = queue.Queue()
+    inbox = InferQueue(max_batch_size=8, max_wait_s=1.0)
     outbox: queue.Queue = queue.Queue()
-    items = [item(i, tokens=7 if i == 5 else 5) for i in range(8)]
-    inbox.put(Batch(items=items, created=0.0))
-    inbox.put(None)
+    inbox.put([item(i, tokens=7 if i == 5 else 5) for i in range(8)])
+    inbox.end()
     failed: list[tuple[Item, str]] = []
     stats = RunStats()
     stage = InferStage(
         model,  # type: ignore[arg-type]
         inbox,
         outbox,
-        max_batch_size=8,
-        max_batch_tokens=None,
         chunk_size=8,
         stats=stats,
         on_failed=lambda it, error: failed.append((it, error)),
@@ -113,11 +104,32 @@ def test_a_failing_record_is_isolated_and_the_rest_is_inferred() -> None:
     assert stats.batches == 0  # the split calls are not counted as batches (as before)
 
 
-def test_the_inference_queue_holds_what_does_not_fit_as_backlog_and_drops_it_on_demand() -> None:
-    inbox = InferQueue(max_batches=2)
-    inbox.add([Batch(items=[item(i)], created=0.0) for i in range(3)])
-    assert inbox.push() == 1, "one batch waits: the backlog that pauses the consumer"
-    assert inbox.depth() == 3
-    assert inbox.items_held() == {"ready": 1, "infer_queue": 2}
-    assert inbox.drop_and_end(Deadline(1.0))
-    assert inbox.backlog() == 0 and inbox.batches.get_nowait() is None
+def test_the_stage_teaches_the_queue_the_model_time_per_batch() -> None:
+    inbox = InferQueue(max_batch_size=4, max_wait_s=1.0)
+    stage = InferStage(
+        FakeModel(),  # type: ignore[arg-type]
+        inbox,
+        queue.Queue(),
+        chunk_size=8,
+        stats=RunStats(),
+        on_failed=lambda it, error: pytest.fail(error),
+    )
+    inbox.put([item(i) for i in range(6)])
+    inbox.end()
+    stage.run(threading.Event())
+    assert set(inbox.pacer.learned()) == {2, 4}, "one call of 4 records, one of 2"
+
+
+def test_the_outbox_counts_the_records_it_holds() -> None:
+    outbox = Outbox(maxsize=2)
+    outbox.put(([item(0), item(1)], None, None))  # type: ignore[arg-type]
+    outbox.put(([item(2)], None, None))  # type: ignore[arg-type]
+    assert outbox.records() == 3
+    with pytest.raises(queue.Full):
+        outbox.put_nowait(([item(3)], None, None))  # type: ignore[arg-type]
+    assert outbox.records() == 3, "a put that failed is not counted"
+    outbox.get_nowait()
+    assert outbox.records() == 1
+    outbox.get()
+    outbox.put(None)
+    assert outbox.records() == 0 and outbox.get() is None

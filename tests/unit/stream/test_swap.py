@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from worker.stream.batcher import Batch
+from worker.stream.batcher import InferQueue
 from worker.stream.encode import Encoder
-from worker.stream.infer import InferQueue, InferStage
+from worker.stream.infer import InferStage
 from worker.stream.stats import RunStats
 from worker.stream.swap import ModelSlot
 from worker.stream.types import Item, Scorer
@@ -48,9 +48,13 @@ class Tagged(FakeModel):
         return {"id": self.name, "onnx_sha256": self.sha256}
 
 
-def _stage(slot: ModelSlot, inbox: queue.Queue, outbox: queue.Queue, size: int = 4) -> threading.Thread:
-    stage = InferStage(slot.model, inbox, outbox, max_batch_size=size, max_batch_tokens=None, chunk_size=8,
-                       stats=RunStats(), on_failed=lambda it, error: None, slot=slot)  # fmt: skip
+def _queue(size: int = 4) -> InferQueue:
+    return InferQueue(max_batch_size=size, max_wait_s=1.0)
+
+
+def _stage(slot: ModelSlot, inbox: InferQueue, outbox: queue.Queue) -> threading.Thread:
+    stage = InferStage(slot.model, inbox, outbox, chunk_size=8, stats=RunStats(), on_failed=lambda it, error: None,
+                       slot=slot)  # fmt: skip
     thread = threading.Thread(target=stage.run, args=(threading.Event(),), daemon=True)
     thread.start()
     return thread
@@ -68,11 +72,11 @@ def test_the_switch_happens_between_model_calls_and_each_batch_names_its_model()
     slot = ModelSlot(old)
     switched: list[tuple[str, str]] = []
     old.during_call = lambda: slot.offer(new, lambda o, n: switched.append((o.name, n.name)))
-    inbox: queue.Queue = queue.Queue()
+    inbox = _queue()
     outbox: queue.Queue = queue.Queue()
     for start in range(0, 16, 4):
-        inbox.put(Batch(items=_items(start, 4), created=0.0))
-    inbox.put(None)
+        inbox.put(_items(start, 4))
+    inbox.end()
     thread = _stage(slot, inbox, outbox)
     handed: list[tuple[list[int], str]] = []
     while (out := outbox.get(timeout=5)) is not None:
@@ -91,9 +95,9 @@ def test_records_tokenised_by_the_old_tokenizer_are_tokenised_again() -> None:
     old, new = Tagged("a", vocab="v1", code=1), Tagged("b", vocab="v2", code=7)
     slot = ModelSlot(old)
     slot.offer(new)
-    inbox: queue.Queue = queue.Queue()
-    inbox.put(Batch(items=_items(0, 2, vocab="v1") + _items(2, 1, vocab="v2") + _items(3, 1, vocab=""), created=0))
-    inbox.put(None)
+    inbox = _queue()
+    inbox.put(_items(0, 2, vocab="v1") + _items(2, 1, vocab="v2") + _items(3, 1, vocab=""))
+    inbox.end()
     outbox: queue.Queue = queue.Queue()
     _stage(slot, inbox, outbox).join(5)
     assert new.seen == [[[7, 7, 7], [7, 7, 7], [0, 1, 2], [0, 1, 2]]], "v1 ids redone; v2 and untagged kept"
@@ -102,15 +106,15 @@ def test_records_tokenised_by_the_old_tokenizer_are_tokenised_again() -> None:
 def test_an_idle_stage_is_woken_to_switch() -> None:
     old, new = Tagged("a"), Tagged("b")
     slot = ModelSlot(old)
-    inbox = InferQueue(2)
+    inbox = _queue()
     outbox: queue.Queue = queue.Queue()
-    thread = _stage(slot, inbox.batches, outbox)
+    thread = _stage(slot, inbox, outbox)
     done = threading.Event()
     slot.offer(new, lambda o, n: done.set())
     assert not done.wait(0.3), "an idle stage waits for a batch"
     inbox.wake()
     assert done.wait(5) and slot.model is new and old.calls == [] and new.calls == []
-    inbox.batches.put(None)
+    inbox.end()
     thread.join(5)
     assert outbox.get_nowait() is None, "an empty batch hands nothing on"
 
