@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from tests.support.http import get
 
@@ -19,22 +20,24 @@ def scrape(port: int, timeout: float = 5.0) -> str:
     return text
 
 
-def samples(text: str) -> dict[tuple[str, Labels], float]:
-    """Every sample of the exposition: {(series name, sorted label pairs): value}."""
-    out: dict[tuple[str, Labels], float] = {}
+def _parsed(text: str) -> Iterator[tuple[str, Labels, float]]:
     for line in text.splitlines():
         match = _SAMPLE.match(line)
         if match is None or line.startswith("#"):
             continue
         name, labels, value = match.groups()
-        out[(name, tuple(sorted(_LABEL.findall(labels or ""))))] = float(value)
-    return out
+        yield name, tuple(sorted(_LABEL.findall(labels or ""))), float(value)
+
+
+def samples(text: str) -> dict[tuple[str, Labels], float]:
+    """Every sample of the exposition: {(series name, sorted label pairs): value}."""
+    return {(name, labels): value for name, labels, value in _parsed(text)}
 
 
 def values(text: str, name: str, **labels: str) -> list[float]:
-    """The values of series ``name`` whose labels include ``labels``."""
+    """The values of series ``name`` whose labels include ``labels``, one per sample line."""
     wanted = set(labels.items())
-    return [v for (n, got), v in samples(text).items() if n == name and wanted <= set(got)]
+    return [value for n, got, value in _parsed(text) if n == name and wanted <= set(got)]
 
 
 def metric(text: str, name: str, **labels: str) -> float:

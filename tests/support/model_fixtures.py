@@ -4,7 +4,8 @@
   few seconds, so it is kept in pytest's cache dir (``.pytest_cache``), keyed by the content of
   tiny_model.py and the torch/transformers/tokenizers versions; without the cache provider it is built
   into a session tmp dir. **Read-only**: copy it before changing anything.
-- ``model_export_cache``: a session tmp ``cache_dir`` for ``export_model``.
+- ``model_export_cache``: a ``cache_dir`` for ``export_model``, new for each run and shared by its xdist workers
+  (tests/support/sharing.py): the exports below are made once per run, under a lock.
 - ``tiny_onnx_dir`` / ``tiny_int8_dir``: fp32 / INT8 exports through the real ``export_model`` path.
 - ``tiny_sentiment_model``: ``SentimentModel`` loaded from ``tiny_onnx_dir`` on CPU.
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.support.sharing import locked, run_dir
 
 if TYPE_CHECKING:
     from worker.model.runtime import SentimentModel
@@ -35,9 +38,16 @@ def _tiny_key() -> str:
 
 
 def _build_cached(base: Path) -> Path:
+    final = base / f"tiny-distilbert-{_tiny_key()}"
+    if (final / _COMPLETE).is_file():
+        return final
+    with locked(base / ".build.lock"):  # xdist workers: one builds, the others wait and reuse it
+        return _build(base, final)
+
+
+def _build(base: Path, final: Path) -> Path:
     from tests.support.tiny_model import build_tiny_model
 
-    final = base / f"tiny-distilbert-{_tiny_key()}"
     if (final / _COMPLETE).is_file():
         return final
     base.mkdir(parents=True, exist_ok=True)
@@ -65,21 +75,24 @@ def tiny_model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
 @pytest.fixture(scope="session")
 def model_export_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("model-cache")
+    return run_dir(tmp_path_factory, "model-cache")
+
+
+def _export(tiny_model_dir: Path, cache_dir: Path, precision: str) -> Path:
+    from worker.model.export import export_model
+
+    with locked(cache_dir / f".{precision}.lock"):  # one export per run; the cache hands the others the same dir
+        return export_model(tiny_model_dir, precision=precision, cache_dir=cache_dir)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
 def tiny_onnx_dir(tiny_model_dir: Path, model_export_cache: Path) -> Path:
-    from worker.model.export import export_model
-
-    return export_model(tiny_model_dir, precision="fp32", cache_dir=model_export_cache)
+    return _export(tiny_model_dir, model_export_cache, "fp32")
 
 
 @pytest.fixture(scope="session")
 def tiny_int8_dir(tiny_model_dir: Path, model_export_cache: Path, tiny_onnx_dir: Path) -> Path:
-    from worker.model.export import export_model
-
-    return export_model(tiny_model_dir, precision="int8", cache_dir=model_export_cache)
+    return _export(tiny_model_dir, model_export_cache, "int8")
 
 
 @pytest.fixture(scope="session")

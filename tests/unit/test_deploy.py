@@ -11,9 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-import shutil
 import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from functools import cache
@@ -24,6 +22,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from tests.support.tools import tool
 from worker.settings import ENV_PREFIX, Settings
 
 pytestmark = pytest.mark.unit
@@ -143,10 +142,7 @@ def build_arg_default(variant: str, name: str) -> str:
 
 
 def hadolint_binary() -> str | None:
-    beside_python = Path(sys.executable).with_name("hadolint")
-    if beside_python.is_file():
-        return str(beside_python)
-    return shutil.which("hadolint")
+    return tool("hadolint")
 
 
 @pytest.mark.parametrize("variant", sorted(DOCKERFILES))

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.support.feeds import OutputReader, group_ids
 from tests.support.kafka_utils import committed_offsets, create_topic
 from tests.support.second_client import as_written, expected_mended, produce_any, produce_raw_header_names
+from tests.support.waits import wait_for
+from tests.support.worker_process import WorkerProcess, worker_env
 from worker.records import HEADER_HEADERS_MENDED, DeadLetter, ErrorType
-
-from .helpers import OutputReader, WorkerProcess, group_ids, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

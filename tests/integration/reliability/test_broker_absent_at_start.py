@@ -16,9 +16,11 @@ import pytest
 
 from devtools.broker import EmbeddedBroker
 from devtools.ports import free_port
+from tests.support.feeds import create_input_and_output, group_ids, message
+from tests.support.http import http_status
 from tests.support.kafka_utils import consume_all, produce_values
-
-from .helpers import WorkerProcess, create_input_and_output, group_ids, http_status, message, wait_for, worker_env
+from tests.support.waits import wait_for
+from tests.support.worker_process import WorkerProcess, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

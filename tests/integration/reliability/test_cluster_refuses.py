@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from tests.support.feeds import group_ids, message
 from tests.support.kafka_utils import committed_offsets, consume_all, create_topic, produce_values
-
-from .helpers import WorkerProcess, group_ids, message, worker_env
+from tests.support.worker_process import WorkerProcess, worker_env
 
 pytestmark = pytest.mark.integration
 

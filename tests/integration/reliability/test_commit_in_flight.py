@@ -20,12 +20,12 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.errors import RebalanceInProgressError
 
-from tests.integration.stream.harness import WorkerThread, worker_settings
+from tests.support.feeds import create_input_and_output, group_ids
 from tests.support.kafka_utils import SAFER_GROUP_CONFIG, committed_offsets, consume_all, produce_values
+from tests.support.waits import wait_for
+from tests.support.worker_thread import WorkerThread, worker_settings
 from worker.model.runtime import SentimentModel
 from worker.stream.source import Source
-
-from .helpers import create_input_and_output, group_ids, wait_for
 
 pytestmark = pytest.mark.integration
 

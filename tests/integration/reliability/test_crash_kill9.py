@@ -21,9 +21,10 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from tests.support.feeds import Feeder, OutputReader, create_input_and_output, group_ids
 from tests.support.kafka_utils import committed_offsets
-
-from .helpers import Feeder, OutputReader, WorkerProcess, create_input_and_output, group_ids, wait_for, worker_env
+from tests.support.waits import wait_for
+from tests.support.worker_process import WorkerProcess, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

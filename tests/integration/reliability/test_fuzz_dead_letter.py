@@ -28,13 +28,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.integration.stream.harness import WorkerThread, worker_settings
+from tests.support.feeds import OutputReader, group_ids
 from tests.support.kafka_utils import consume_all, create_topic, produce_values
 from tests.support.second_client import as_written, expected_mended, produce_any, produce_raw_header_names
+from tests.support.waits import wait_for
+from tests.support.worker_process import WorkerProcess, worker_env
+from tests.support.worker_thread import WorkerThread, worker_settings
 from worker.model.runtime import SentimentModel
 from worker.records import HEADER_HEADERS_MENDED, DeadLetter, ErrorType
-
-from .helpers import OutputReader, WorkerProcess, group_ids, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

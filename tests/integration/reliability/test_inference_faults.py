@@ -27,13 +27,13 @@ import pytest
 import worker.app as app_module
 import worker.model.runtime as runtime
 from devtools.ports import free_port
-from tests.integration.stream.harness import WorkerThread, worker_settings
+from tests.support.feeds import message
+from tests.support.http import http_status
 from tests.support.kafka_utils import committed_offsets, consume_all, create_topic, produce_values
-from worker.app import Worker
+from tests.support.waits import wait_committed, wait_for
+from tests.support.worker_thread import AppThread, WorkerThread, worker_settings
 from worker.model.runtime import SentimentModel
 from worker.stream.infer import InferStage
-
-from .helpers import http_status, message, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -79,8 +79,25 @@ class Probe(threading.Thread):
         return [status for _, status in self.seen]
 
 
-class InProcessWorker:
-    """``Worker(settings).run()`` on a thread; the model it loads goes through ``prepare`` first."""
+def _failing_session(fault: threading.Event, reloads: list[float]) -> Callable[[SentimentModel], None]:
+    """``prepare`` for :class:`InProcessWorker`: the loaded model's session fails while ``fault`` is set; each
+    session rebuild the worker asks for is timed into ``reloads``."""
+
+    def prepare(model: SentimentModel) -> None:
+        model._session = FailingSession(model._session, fault)
+        real_reload = model.reload
+
+        def reload() -> None:
+            reloads.append(time.monotonic())
+            real_reload()
+
+        model.reload = reload  # type: ignore[method-assign]
+
+    return prepare
+
+
+class InProcessWorker(AppThread):
+    """The whole worker on a thread (:class:`AppThread`); the model it loads goes through ``prepare`` first."""
 
     def __init__(self, settings: Any, model_dir: Path, prepare: Callable[[SentimentModel], None], monkeypatch) -> None:
         real_load = app_module.load_model
@@ -92,23 +109,7 @@ class InProcessWorker:
             return self.model
 
         monkeypatch.setattr(app_module, "load_model", load)
-        self.worker = Worker(settings, model_dir=model_dir)
-        self.rc: int | None = None
-        self.ended_at: float | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self.rc = self.worker.run()
-        self.ended_at = time.monotonic()
-
-    def start(self) -> InProcessWorker:
-        self.thread.start()
-        return self
-
-    def stop(self) -> int | None:
-        self.worker.stop()
-        self.thread.join(60)
-        return self.rc
+        super().__init__(settings, model_dir)
 
 
 def _records(start: int, count: int) -> list[tuple[bytes, bytes]]:
@@ -125,13 +126,29 @@ def _setup(bootstrap: str, topic: str) -> str:
     return f"{topic}.sentiment"
 
 
+def _runs_normally(bootstrap: str, topic: str, group: str) -> None:
+    """Before the fault: ready, and the first ``FIRST`` records enriched and committed."""
+    produce_values(bootstrap, topic, _records(0, FIRST))
+    assert len(consume_all(bootstrap, f"{topic}.sentiment", FIRST, timeout_s=60)) == FIRST
+    wait_committed(bootstrap, group, topic, {0: FIRST}, 30, what="first commit")
+
+
+def _fault_stops_it(worker: InProcessWorker, fault: threading.Event, bootstrap: str, topic: str) -> float:
+    """The fault, then ``SECOND`` more records: the worker must stop by itself. Returns when the fault began."""
+    fault.set()
+    fault_at = time.monotonic()
+    produce_values(bootstrap, topic, _records(FIRST, SECOND))
+    worker.wait_exit(60)
+    return fault_at
+
+
 def _healthy_worker_finishes(bootstrap: str, topic: str, model_dir: Path, group: str, total: int) -> list[int]:
     """A healthy worker of the same group: the records the failed one left enriched, committed to the end."""
     model = SentimentModel.load(model_dir, device="cpu")
     worker = WorkerThread(worker_settings(bootstrap, topic, model_dir, group_id=group), model).start()
     try:
         out = consume_all(bootstrap, f"{topic}.sentiment", total, timeout_s=60, settle_s=1.0)
-        wait_for(lambda: committed_offsets(bootstrap, group, topic).get(0) == total, 30, what="commit to the end")
+        wait_committed(bootstrap, group, topic, {0: total}, 30, what="commit to the end")
     finally:
         assert worker.stop() == 0
     return _ids(out)
@@ -144,17 +161,7 @@ def test_a_session_that_fails_for_good_stops_the_worker_without_committing_or_de
     out_topic = _setup(bootstrap, topic_name)
     fault = threading.Event()
     reloads: list[float] = []
-
-    def prepare(model: SentimentModel) -> None:
-        model._session = FailingSession(model._session, fault)
-        real_reload = model.reload
-
-        def reload() -> None:
-            reloads.append(time.monotonic())
-            real_reload()
-
-        model.reload = reload  # type: ignore[method-assign]
-
+    prepare = _failing_session(fault, reloads)
     # a rebuilt session fails too: the device is gone
     real_create = runtime._create_session
     monkeypatch.setattr(runtime, "_create_session", lambda *a, **kw: FailingSession(real_create(*a, **kw), fault))
@@ -163,22 +170,15 @@ def test_a_session_that_fails_for_good_stops_the_worker_without_committing_or_de
     worker = InProcessWorker(settings, tiny_onnx_dir, prepare, monkeypatch).start()
     ready, alive = Probe(f"http://127.0.0.1:{port}/readyz"), Probe(f"http://127.0.0.1:{port}/healthz")
     try:
-        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 60, what="readiness")
+        worker.wait_ready(port)
         ready.start()
         alive.start()
-        produce_values(bootstrap, topic_name, _records(0, FIRST))
-        assert len(consume_all(bootstrap, out_topic, FIRST, timeout_s=60)) == FIRST
-        group = settings.group_id
-        wait_for(lambda: committed_offsets(bootstrap, group, topic_name).get(0) == FIRST, 30, what="first commit")
-        fault.set()
-        fault_at = time.monotonic()
-        produce_values(bootstrap, topic_name, _records(FIRST, SECOND))
-        worker.thread.join(60)
-        assert not worker.thread.is_alive(), "the worker did not stop"
+        _runs_normally(bootstrap, topic_name, settings.group_id)
+        fault_at = _fault_stops_it(worker, fault, bootstrap, topic_name)
     finally:
         ready.halt.set()
         alive.halt.set()
-        if worker.thread.is_alive():
+        if worker.alive:
             worker.stop()
     committed = committed_offsets(bootstrap, settings.group_id, topic_name)
     out = consume_all(bootstrap, out_topic, FIRST + SECOND, timeout_s=3, settle_s=0.5)
@@ -213,23 +213,13 @@ def test_a_session_that_a_rebuild_fixes_loses_nothing_and_dead_letters_nothing(
     out_topic = _setup(bootstrap, topic_name)
     fault = threading.Event()
     reloads: list[float] = []
-
-    def prepare(model: SentimentModel) -> None:
-        model._session = FailingSession(model._session, fault)  # only this session: a rebuild gets a good one
-        real_reload = model.reload
-
-        def reload() -> None:
-            reloads.append(time.monotonic())
-            real_reload()
-
-        model.reload = reload  # type: ignore[method-assign]
-
+    prepare = _failing_session(fault, reloads)  # only this session: a rebuild gets a good one
     port = free_port()
     settings = worker_settings(bootstrap, topic_name, tiny_onnx_dir, metrics_port=port, threads=1, **BREAKER)
     worker = InProcessWorker(settings, tiny_onnx_dir, prepare, monkeypatch).start()
     ready = Probe(f"http://127.0.0.1:{port}/readyz")
     try:
-        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 60, what="readiness")
+        worker.wait_ready(port)
         ready.start()
         produce_values(bootstrap, topic_name, _records(0, FIRST))
         assert len(consume_all(bootstrap, out_topic, FIRST, timeout_s=60)) == FIRST
@@ -238,9 +228,8 @@ def test_a_session_that_a_rebuild_fixes_loses_nothing_and_dead_letters_nothing(
         produce_values(bootstrap, topic_name, _records(FIRST, SECOND))
         out = consume_all(bootstrap, out_topic, FIRST + SECOND, timeout_s=60, settle_s=1.0)
         recovered_s = time.monotonic() - fault_at
-        group = settings.group_id
-        wait_for(lambda: committed_offsets(bootstrap, group, topic_name).get(0) == FIRST + SECOND, 30, what="commit")
-        assert worker.thread.is_alive()
+        wait_committed(bootstrap, settings.group_id, topic_name, {0: FIRST + SECOND}, 30)
+        assert worker.alive
         wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 10, what="ready again")
     finally:
         ready.halt.set()
@@ -280,20 +269,13 @@ def test_a_dead_inference_thread_fails_healthz_and_exits_1_without_committing_in
     worker = InProcessWorker(settings, tiny_onnx_dir, lambda model: None, monkeypatch).start()
     alive = Probe(f"http://127.0.0.1:{port}/healthz")
     try:
-        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 60, what="readiness")
+        worker.wait_ready(port)
         alive.start()
-        produce_values(bootstrap, topic_name, _records(0, FIRST))
-        assert len(consume_all(bootstrap, out_topic, FIRST, timeout_s=60)) == FIRST
-        group = settings.group_id
-        wait_for(lambda: committed_offsets(bootstrap, group, topic_name).get(0) == FIRST, 30, what="first commit")
-        armed.set()
-        armed_at = time.monotonic()
-        produce_values(bootstrap, topic_name, _records(FIRST, SECOND))
-        worker.thread.join(60)
-        assert not worker.thread.is_alive(), "the worker did not stop"
+        _runs_normally(bootstrap, topic_name, settings.group_id)
+        armed_at = _fault_stops_it(worker, armed, bootstrap, topic_name)
     finally:
         alive.halt.set()
-        if worker.thread.is_alive():
+        if worker.alive:
             worker.stop()
     committed = committed_offsets(bootstrap, settings.group_id, topic_name)
     out = consume_all(bootstrap, out_topic, FIRST + SECOND, timeout_s=3, settle_s=0.5)

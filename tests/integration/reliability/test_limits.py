@@ -17,12 +17,12 @@ import time
 
 import pytest
 
-from tests.integration.stream.harness import WorkerThread, worker_settings
+from tests.support.feeds import group_ids
 from tests.support.kafka_utils import consume_all, create_topic, produce_values
+from tests.support.waits import wait_for
+from tests.support.worker_thread import WorkerThread, worker_settings
 from worker.model.runtime import SentimentModel
 from worker.records import DeadLetter, ErrorType
-
-from .helpers import group_ids, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -21,11 +21,13 @@ import pytest
 from kafka import KafkaProducer
 
 from devtools.broker import EmbeddedBroker
+from tests.support.feeds import WORDS, create_input_and_output, group_ids
+from tests.support.waits import wait_for
+from tests.support.worker_process import WorkerProcess, worker_env
 from worker.settings import load_settings
 from worker.stream.budget import memory_bound
 
 from .ack_proxy import AckHoldProxy
-from .helpers import WORDS, WorkerProcess, create_input_and_output, group_ids, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

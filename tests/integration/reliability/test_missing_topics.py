@@ -23,12 +23,14 @@ import pytest
 from kafka.admin import KafkaAdminClient
 
 from devtools.ports import free_port
+from tests.support.feeds import group_ids, message
+from tests.support.http import http_status
 from tests.support.kafka_utils import committed_offsets, consume_all, create_topic, produce_values
+from tests.support.waits import wait_for
+from tests.support.worker_process import WorkerProcess, worker_env
+from tests.support.worker_thread import WorkerThread, worker_settings
 from worker.model.runtime import SentimentModel
 from worker.records import ErrorType
-
-from ..stream.harness import WorkerThread, worker_settings
-from .helpers import WorkerProcess, group_ids, http_status, message, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

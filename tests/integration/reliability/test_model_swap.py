@@ -18,18 +18,18 @@ from __future__ import annotations
 import itertools
 import signal
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from devtools.ports import free_port
-from tests.integration.serve.helpers import metric
+from tests.support.feeds import Feeder, OutputReader, create_input_and_output, group_ids
+from tests.support.metrics import metric, scrape
 from tests.support.model_variants import point
+from tests.support.waits import wait_for
+from tests.support.worker_process import WorkerProcess, worker_env
 from worker.model.manifest import read_manifest
-
-from .helpers import Feeder, OutputReader, WorkerProcess, create_input_and_output, group_ids, wait_for, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -41,11 +41,6 @@ META_KEYS = ("id", "revision", "onnx_sha256", "precision", "provider")
 
 def _sha(exported: Path) -> str:
     return str(read_manifest(exported)["onnx_sha256"])
-
-
-def _metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return response.read().decode()
 
 
 def _start(broker, topic: str, model: Path, tmp_path: Path, count: int, rate: float, load_delay_s=0.0, **settings):
@@ -113,7 +108,7 @@ def test_sighup_swaps_in_a_new_export_mid_stream_once_per_partition_without_loss
         assert during >= 100, "the stream flows while the candidate loads (a background thread)"
         assert (swapped["previous_sha256"], swapped["sha256"]) == (old_sha, new_sha)
         outputs = _finish(worker, reader, feeder, count)
-        text = _metrics(port)
+        text = scrape(port)
         _no_rebalance(worker)
         assert worker.alive() and worker.pid == pid, "the same process throughout"
     finally:
@@ -174,7 +169,7 @@ def test_unchanged_and_refused_candidates_leave_the_stream_on_the_serving_model(
             assert refused["reason"] == reason
             reader.wait_count(at + 20, 30)  # the stream goes on
         outputs = _finish(worker, reader, feeder, count)
-        text = _metrics(port)
+        text = scrape(port)
         _no_rebalance(worker)
         assert worker.alive() and worker.pid == pid and not worker.events("model_swapped")
     finally:
@@ -204,8 +199,8 @@ def test_shadow_mode_scores_a_sample_beside_the_model_and_publishes_agreement(
     try:
         worker.wait_event("shadow_model_ready", 60)
         outputs = _finish(worker, reader, feeder, count)
-        wait_for(lambda: metric(_metrics(port), "sentiment_shadow_compared_total") > 0, 30, what="shadow metrics")
-        text = _metrics(port)
+        wait_for(lambda: metric(scrape(port), "sentiment_shadow_compared_total") > 0, 30, what="shadow metrics")
+        text = scrape(port)
     finally:
         feeder.stop()
         rc = worker.stop(60)

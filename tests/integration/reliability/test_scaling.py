@@ -15,7 +15,9 @@ from collections import Counter
 
 import pytest
 
-from .helpers import Feeder, OutputReader, WorkerProcess, create_input_and_output, group_ids, wait_for, worker_env
+from tests.support.feeds import Feeder, OutputReader, create_input_and_output, group_ids
+from tests.support.waits import wait_for
+from tests.support.worker_process import WorkerProcess, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

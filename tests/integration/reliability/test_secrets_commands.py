@@ -15,8 +15,7 @@ import time
 import pytest
 
 from devtools.ports import free_port
-
-from .helpers import REPO_ROOT
+from tests.support.worker_process import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

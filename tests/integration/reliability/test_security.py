@@ -16,15 +16,16 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from devtools.ports import free_port
+from tests.support.feeds import group_ids, message
+from tests.support.http import get
 from tests.support.kafka_utils import consume_all, create_topic, produce_values
-
-from .helpers import REPO_ROOT, WorkerProcess, group_ids, message, wait_for, worker_env
+from tests.support.waits import wait_for
+from tests.support.worker_process import REPO_ROOT, WorkerProcess, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +52,9 @@ def test_secrets_never_reach_logs_or_endpoints(broker, topic_name, tiny_onnx_dir
         dlq = consume_all(bootstrap, f"{topic_name}.dlq", 1, timeout_s=30)
         pages = ""
         for page in ("metrics", "healthz", "readyz"):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/{page}", timeout=5) as response:
-                pages += response.read().decode()
+            status, text = get(port, f"/{page}")
+            assert status == 200, (page, status, text)
+            pages += text
         cmdline = Path(f"/proc/{worker.pid}/cmdline").read_bytes().decode(errors="replace")
     finally:
         rc = worker.stop(60)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import time
 from collections import Counter
@@ -21,19 +20,13 @@ from collections import Counter
 import pytest
 
 from devtools.ports import free_port
+from tests.support.feeds import OutputReader, create_input_and_output, group_ids, message
+from tests.support.http import http_status
 from tests.support.kafka_utils import SAFER_GROUP_CONFIG, committed_offsets, consume_all, produce_values
+from tests.support.metrics import metric, scrape
+from tests.support.waits import wait_for
+from tests.support.worker_process import WorkerProcess, worker_env
 from worker.stream.timing import CLOSE_STEP_S, LEAVE_GROUP_MAX_S
-
-from .helpers import (
-    OutputReader,
-    WorkerProcess,
-    create_input_and_output,
-    group_ids,
-    http_status,
-    message,
-    wait_for,
-    worker_env,
-)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,14 +44,6 @@ def _setup(broker, topic: str, count: int) -> dict[int, int]:
     for meta in metas:
         end[meta.partition] = max(end.get(meta.partition, 0), meta.offset + 1)
     return end
-
-
-def _metric(port: int, name: str) -> float:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-        text = response.read().decode()
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
 
 
 def _after(worker: WorkerProcess, name: str, start_event: str = "worker_started") -> list[dict]:
@@ -119,7 +104,11 @@ def test_sigterm_with_an_open_batch_flushes_it_produces_commits_and_exits_0(
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 90, what="readiness")
-        wait_for(lambda: _metric(port, "sentiment_messages_consumed_total") >= count, 60, what="all records polled")
+        wait_for(
+            lambda: metric(scrape(port, timeout=2), "sentiment_messages_consumed_total") >= count,
+            60,
+            what="all records polled",
+        )
         time.sleep(1.0)  # several commit intervals: nothing is done, so nothing may be committed
         before = len(consume_all(broker.bootstrap, f"{topic_name}.sentiment", 1, timeout_s=1.0))
         committed_before = committed_offsets(broker.bootstrap, group, topic_name)

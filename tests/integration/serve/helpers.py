@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -51,18 +50,6 @@ def request(
 
 def predict(port: int, body: Any, **kwargs: Any) -> Answer:
     return request(port, "POST", "/predict", body, **kwargs)
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of a metric's samples whose labels include ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name):
-            continue
-        match = re.match(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", line)
-        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
-            total += float(match.group(2))
-    return total
 
 
 def serve_settings(model_dir: Path, **overrides: Any) -> Settings:

@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 
 from devtools.ports import free_port
-from tests.integration.reliability.helpers import REPO_ROOT, wait_for
-from tests.integration.serve.helpers import ServerThread, metric, predict, request, serve_settings
+from tests.integration.serve.helpers import ServerThread, predict, request, serve_settings
+from tests.support.metrics import metric
 from tests.support.model_variants import point
+from tests.support.waits import wait_for
+from tests.support.worker_process import REPO_ROOT
 from worker.model.manifest import read_manifest
 
 pytestmark = pytest.mark.integration

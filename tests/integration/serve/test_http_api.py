@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.serve.helpers import ServerThread, metric, predict, request, serve_settings
+from tests.integration.serve.helpers import ServerThread, predict, request, serve_settings
+from tests.support.metrics import metric
 from worker.cli import main as cli_main
 from worker.model.runtime import SentimentModel
 

@@ -23,8 +23,11 @@ from typing import Any
 import pytest
 
 from devtools.ports import free_port
-from tests.integration.serve.helpers import metric, predict, request
+from tests.integration.serve.helpers import predict, request
+from tests.support.http import get
 from tests.support.kafka_utils import SAFER_GROUP_CONFIG, committed_offsets, consume_all, create_topic, produce_values
+from tests.support.metrics import metric
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,16 +51,11 @@ def _env(model_dir: Path, port: int, delay_s: float, **extra: str) -> dict[str, 
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         assert proc.poll() is None, "the process exited early"
-        try:
-            if request(port, "GET", "/health", timeout=2).status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("/health never answered 200")
+        return get(port, "/health", timeout=2)[0] == 200
+
+    wait_for(healthy, timeout, 0.2, "/health to answer 200")
 
 
 def _in_flight(port: int, n: int, headers: dict[str, str] | None = None) -> tuple[ThreadPoolExecutor, list[Any]]:

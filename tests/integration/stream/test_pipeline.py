@@ -8,12 +8,12 @@ from collections import defaultdict
 
 import pytest
 
-from tests.support.kafka_utils import committed_offsets, consume_all, create_topic, produce_values
+from tests.support.kafka_utils import consume_all, create_topic, produce_values
 from tests.support.tiny_model import toy_label
+from tests.support.waits import wait_committed
+from tests.support.worker_thread import WorkerThread, worker_settings
 from worker.model.runtime import SentimentModel
 from worker.records import DeadLetter, EnrichedRecord, ErrorType
-
-from .harness import WorkerThread, worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -21,15 +21,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def model(tiny_onnx_dir) -> SentimentModel:
     return SentimentModel.load(tiny_onnx_dir, device="cpu")
-
-
-def _wait_committed(bootstrap: str, group: str, topic: str, expected: dict[int, int], timeout: float = 20) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = committed_offsets(bootstrap, group, topic)
-        if got == expected or time.monotonic() > deadline:
-            return got
-        time.sleep(0.2)
 
 
 def test_2000_keyed_messages_exactly_once_in_order_and_committed(broker, topic_name, tiny_onnx_dir, model) -> None:
@@ -52,7 +43,7 @@ def test_2000_keyed_messages_exactly_once_in_order_and_committed(broker, topic_n
     worker = WorkerThread(settings, model).start()
     try:
         out = consume_all(bootstrap, out_topic, 2000, timeout_s=120, settle_s=1.0)
-        committed = _wait_committed(bootstrap, settings.group_id, topic_name, dict(end))
+        committed = wait_committed(bootstrap, settings.group_id, topic_name, dict(end), 20)
     finally:
         rc = worker.stop()
     assert rc == 0

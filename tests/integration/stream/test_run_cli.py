@@ -14,6 +14,7 @@ from collections import Counter
 import pytest
 
 from tests.support.kafka_utils import SAFER_GROUP_CONFIG, committed_offsets, consume_all, create_topic, produce_values
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +47,10 @@ def _start(env: dict[str, str], log_path) -> subprocess.Popen:
 
 
 def _wait_for_output(bootstrap: str, topic: str, at_least: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if len(consume_all(bootstrap, topic, at_least, timeout_s=1)) >= at_least:
-            return
-    raise AssertionError(f"fewer than {at_least} outputs after {timeout}s")
+    def enough() -> bool:
+        return len(consume_all(bootstrap, topic, at_least, timeout_s=1)) >= at_least
+
+    wait_for(enough, timeout, 0, f"{at_least} outputs on {topic}")
 
 
 def test_sigterm_mid_stream_exits_0_and_restart_finishes_without_loss(broker, topic_name, tiny_onnx_dir, tmp_path):

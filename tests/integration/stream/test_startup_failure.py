@@ -17,10 +17,9 @@ import time
 import pytest
 
 from tests.support.kafka_utils import create_topic, produce_values
+from tests.support.worker_thread import worker_settings
 from worker.model.runtime import SentimentModel
 from worker.stream.runner import Runner
-
-from .harness import worker_settings
 
 pytestmark = pytest.mark.integration
 

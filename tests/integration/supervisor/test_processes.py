@@ -13,52 +13,31 @@ import json
 import os
 import shutil
 import signal
-import urllib.error
-import urllib.request
 from collections import Counter
 from typing import Any
 
 import pytest
 
 from devtools.ports import free_port
-from tests.integration.reliability.helpers import (
-    Feeder,
-    OutputReader,
-    WorkerProcess,
-    create_input_and_output,
-    group_ids,
-    wait_for,
-    worker_env,
-)
+from tests.support.feeds import Feeder, OutputReader, create_input_and_output, group_ids
+from tests.support.http import get
 from tests.support.kafka_utils import committed_offsets
+from tests.support.metrics import metric
+from tests.support.waits import wait_for
+from tests.support.worker_process import WorkerProcess, worker_env
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
 
 
-def _get(port: int, path: str) -> tuple[int | None, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read().decode()
-    except OSError:
-        return None, ""
-
-
 def _health(port: int, path: str = "/readyz") -> tuple[int | None, dict[str, Any]]:
-    status, body = _get(port, path)
+    status, body = get(port, path)
     return status, (json.loads(body) if body.startswith("{") else {})
 
 
-def _counter(text: str, name: str) -> float:
-    """Sum of every sample of ``name`` (all label sets) in a Prometheus text exposition."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def _produced(port: int) -> float:
+    return metric(get(port, "/metrics")[1], "sentiment_messages_produced_total")
 
 
 def _ids(reader: OutputReader) -> Counter[int]:
@@ -102,17 +81,19 @@ def test_two_processes_split_the_topic_once_each_and_sigterm_exits_0(
         feeder.join(120)
         assert feeder.error is None, feeder.error
         reader.wait_count(total, 120)
+        # (a record can be read before its producer's ack is counted: wait for the counters to settle)
+        wait_for(lambda: _produced(port) == total, 30, 0.2, f"{total} produced in the merged metrics")
         # Both children own partitions and did work; the supervisor's counter is the sum of theirs.
         children = [p["internal_port"] for p in _health(port)[1]["processes"]]
-        texts = [_get(p, "/metrics")[1] for p in children]
-        own = [_counter(t, "sentiment_messages_consumed_total") for t in texts]
+        texts = [get(p, "/metrics")[1] for p in children]
+        own = [metric(t, "sentiment_messages_consumed_total") for t in texts]
         assert all(n > 0 for n in own), own
-        assigned = [_counter(t, "sentiment_assigned_partitions") for t in texts]
+        assigned = [metric(t, "sentiment_assigned_partitions") for t in texts]
         assert sorted(assigned) == [2, 2], assigned
-        status, merged = _get(port, "/metrics")
+        status, merged = get(port, "/metrics")
         assert status == 200
-        assert _counter(merged, "sentiment_messages_consumed_total") == sum(own) == total
-        assert _counter(merged, "sentiment_messages_produced_total") == total
+        assert metric(merged, "sentiment_messages_consumed_total") == sum(own) == total
+        assert metric(merged, "sentiment_messages_produced_total") == total
         assert f"sentiment_assigned_partitions {PARTITIONS:.1f}\n" in merged, "summed by multiprocess_mode"
         assert "sentiment_ready 1.0" in merged and "sentiment_alive 1.0" in merged
         assert 'sentiment_worker_processes{state="running"} 2.0' in merged
@@ -161,8 +142,8 @@ def test_a_killed_process_is_restarted_and_nothing_is_lost(broker, topic_name, t
         feeder.join(120)
         assert feeder.error is None, feeder.error
         wait_for(lambda: len(_ids(reader)) == total, 120, 0.3, f"all {total} ids enriched (duplicates allowed)")
-        assert _get(port, "/metrics")[0] == 200
-        merged = _get(port, "/metrics")[1]
+        assert get(port, "/metrics")[0] == 200
+        merged = get(port, "/metrics")[1]
         assert 'sentiment_worker_process_restarts_total{process="1"} 1.0' in merged
     finally:
         feeder.stop()

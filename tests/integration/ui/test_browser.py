@@ -26,10 +26,11 @@ import pytest
 
 from devtools.broker import EmbeddedBroker
 from devtools.ports import free_port
-from tests.integration.reliability.helpers import REPO_ROOT, wait_for
-from tests.integration.stream.harness import worker_settings
 from tests.integration.ui.helpers import count, plot_drawn, start_app, text_of, ui_settings, wait_page
 from tests.support.kafka_utils import create_topic, produce_values
+from tests.support.waits import wait_for
+from tests.support.worker_process import REPO_ROOT
+from tests.support.worker_thread import worker_settings
 from worker.app import Worker
 from worker.cli import main
 from worker.ui.classify import LocalClassifier

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
+from tests.support.http import get
 from worker.supervisor import clean_metrics_dir
 from worker.supervisor.observe import Probe, SupervisorServer
 from worker.supervisor.supervisor import Supervisor
@@ -92,14 +91,6 @@ def _write(path: Path, pid: int, kind: str, name: str, sample: str, labels: dict
     mm.close()
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_metrics_merge_the_children_files_and_add_the_supervisor_own(tmp_path: Path) -> None:
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -118,7 +109,7 @@ def test_metrics_merge_the_children_files_and_add_the_supervisor_own(tmp_path: P
     _answer(spawner.latest(1), age=b"2.5")
     server = SupervisorServer(0, sup, metrics_dir, host="127.0.0.1").start()
     try:
-        status, text = _get(server.port, "/metrics")
+        status, text = get(server.port, "/metrics")
         assert status == 200
         assert 'sentiment_messages_consumed_total{topic="t"} 12.0' in text, "counters summed over processes"
         assert "sentiment_assigned_partitions 4.0" in text
@@ -131,12 +122,12 @@ def test_metrics_merge_the_children_files_and_add_the_supervisor_own(tmp_path: P
         assert 'sentiment_worker_process_restarts_total{process="0"} 0.0' in text
         assert "sentiment_worker_info{version=" in text
         _answer(spawner.latest(1), ready=b"0.0")
-        assert "sentiment_ready 0.0" in _get(server.port, "/metrics")[1]
-        assert _get(server.port, "/readyz")[0] == 200
+        assert "sentiment_ready 0.0" in get(server.port, "/metrics")[1]
+        assert get(server.port, "/readyz")[0] == 200
         _answer(spawner.latest(1), readyz=DOWN)
-        status, body = _get(server.port, "/readyz")
+        status, body = get(server.port, "/readyz")
         assert status == 503 and json.loads(body)["ready"] is False
-        assert _get(server.port, "/healthz")[0] == 200
-        assert _get(server.port, "/nope")[0] == 404
+        assert get(server.port, "/healthz")[0] == 200
+        assert get(server.port, "/nope")[0] == 404
     finally:
         server.stop()
