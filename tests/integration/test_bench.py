@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.ceiling import DEFAULT_VARIANTS
+
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "bench-Pa55w0rd-3d9"
 SECTIONS = (
@@ -17,6 +19,7 @@ SECTIONS = (
     "## Targets",
     "## Machine",
     "## Matrix-multiply ceiling",
+    "## Pipeline ceiling",
     "## Model-only grid",
     "## End-to-end",
     "## Baselines",
@@ -66,6 +69,18 @@ def test_bench_quick_writes_a_report(tmp_path: Path) -> None:
     assert "tiny" in markdown
 
     results = json.loads((output / "results.json").read_text(encoding="utf-8"))
+    # A section or a run that failed is kept as a note (the rest of the report still runs): none may have failed.
+    assert not results.get("errors"), results.get("errors")
+    failed = [note for note in results["notes"] if any(w in note for w in ("failed", "not measured", "skipped"))]
+    assert not failed, failed
+    # The pipeline ceiling (bench --mode ceiling, part of all): every variant ran and measured its rate.
+    ceiling = results["pipeline_ceiling"]
+    variants = ceiling["variants"]
+    assert set(variants) == set(DEFAULT_VARIANTS), sorted(variants)
+    broken = {name: v.get("error", "no msgs_per_s") for name, v in variants.items() if "error" in v}
+    broken |= {name: "no msgs_per_s" for name, v in variants.items() if not (v.get("msgs_per_s") or 0) > 0}
+    assert not broken, broken
+    assert ceiling["ratios"]["worker_over_loop_msgs_per_s"] > 0
     for key in ("machine", "models", "model_only", "end_to_end", "summary", "sgemm_before"):
         assert key in results, key
     assert results["machine"]["logical_cpus"]
