@@ -94,6 +94,7 @@ class Worker:
         from worker.rollout.shadow import Shadow
         from worker.serve.front import Servers
         from worker.stream.runner import Runner
+        from worker.tracing.setup import open_tracer
 
         settings = self.settings
         redact_secrets(settings.secret_values())
@@ -113,6 +114,7 @@ class Worker:
             batching=settings.batching,
         ).start()
         shadow = rollout = None
+        tracer = open_tracer(consumer_group=settings.group_id)  # OTEL_* (docs/tracing.md); off: a no-op
         sighup = _hold_sighup()  # until the rollout exists (SIGHUP's default would end the process)
         try:
             inference = settings.inference
@@ -122,7 +124,7 @@ class Worker:
                 shadow = Shadow(settings.rollout, inference, settings.batching, metrics.registry, load=load_model)
                 shadow.start()
             runner = Runner(settings, model, metrics=metrics, health=health, on_output=self.on_output,
-                            on_scored=shadow.offer if shadow is not None else None)  # fmt: skip
+                            on_scored=shadow.offer if shadow is not None else None, tracer=tracer)  # fmt: skip
             target = inference  # what a reload resolves and loads: the model given, or the folder at hand
             if self.model_dir is not None:
                 target = inference.model_copy(update={"model": str(self.model_dir)})
@@ -146,6 +148,7 @@ class Worker:
             if sighup is not None:
                 signal.signal(signal.SIGHUP, sighup)
             servers.stop("the worker stopped")
+            tracer.close()  # the spans still buffered are exported
 
     def wait_started(self, timeout: float | None = None) -> Runner | None:
         """Block until the pipeline is built (model loaded) or the run failed before that; the runner if built."""

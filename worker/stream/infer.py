@@ -36,7 +36,7 @@ import numpy as np
 from worker.observability import get_logger
 from worker.stream.batcher import InferQueue
 from worker.stream.guard import Breaker
-from worker.stream.ports import InferenceResult, Model
+from worker.stream.ports import BatchTracer, InferenceResult, Model, NullBatchTracer
 from worker.stream.stats import RunStats
 from worker.stream.swap import ModelSlot
 from worker.stream.types import Item, Scored, Scorer
@@ -93,6 +93,7 @@ class InferStage:
         breaker: Breaker | None = None,
         slot: ModelSlot | None = None,
         on_scored: Callable[[list[Item], np.ndarray, Scorer], None] | None = None,
+        tracer: BatchTracer | None = None,
     ) -> None:
         self.model = slot.model if slot is not None else model
         self.scorer = slot.scorer if slot is not None else Scorer.of(model)
@@ -104,6 +105,7 @@ class InferStage:
         self.chunk_size = chunk_size
         self.stats = stats
         self.on_failed = on_failed
+        self.tracer: BatchTracer = tracer or NullBatchTracer()  # called once per model batch (worker/tracing/)
 
     def run(self, drop: threading.Event) -> None:
         while (batch := self.inbox.take()) is not None:
@@ -166,8 +168,10 @@ class InferStage:
             result = self._call(items, self.chunk_size)
             elapsed = time.perf_counter() - start
         except Exception as exc:
+            self.tracer.model_batch(items, time.perf_counter() - start, exc)
             log.warning("batch_inference_failed", size=len(items), error=repr(exc))
             return items if not self._probe_ok() else self._isolate(items, drop)
+        self.tracer.model_batch(items, elapsed)
         self.stats.count_batch(len(items), result.real_tokens, result.padded_tokens, elapsed)
         self.inbox.observe(len(items), elapsed)
         log.debug(

@@ -37,7 +37,7 @@ from worker.stream.encode import Encoder, EncodeStage, OutRecord
 from worker.stream.guard import Breaker, start_stage_threads
 from worker.stream.infer import InferStage, Outbox
 from worker.stream.offsets import OffsetTracker
-from worker.stream.ports import HealthReporter, Model, NullHealth, NullMetrics, PipelineMetrics
+from worker.stream.ports import BatchTracer, HealthReporter, Model, NullHealth, NullMetrics, PipelineMetrics
 from worker.stream.sink import Sink
 from worker.stream.source import Source
 from worker.stream.stats import RunStats
@@ -63,11 +63,13 @@ class Runner:
         health: HealthReporter | None = None,
         on_output: Callable[[OutRecord], None] | None = None,
         on_scored: Callable[[list[Any], Any, Scorer], None] | None = None,  # shadow mode (worker/rollout/)
+        tracer: BatchTracer | None = None,  # spans per model batch (worker/tracing/); None: the no-op
     ) -> None:
         settings.require_input()
         self.settings = s = settings
         self.slot = ModelSlot(model)  # the model in use (``model``); a hot swap replaces it (swap.py)
         self.on_scored = on_scored
+        self.tracer = tracer
         self.metrics: PipelineMetrics = metrics or NullMetrics()
         self.health: HealthReporter = health or NullHealth()
         self.on_output = on_output
@@ -266,6 +268,7 @@ class Runner:
             breaker=Breaker.from_settings(s.inference, self.slot.model, health=self.health, down=self._infer_down),
             slot=self.slot,
             on_scored=self.on_scored,
+            tracer=self.tracer,
         )
         encode = EncodeStage(
             self.encoder,

@@ -24,8 +24,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from worker import __version__
+from worker.observability import get_logger
 from worker.stream.types import Item
 from worker.tracing.context import find_traceparent, find_tracestate, parse_tracestate
+
+log = get_logger(__name__)
 
 SCOPE = "worker.stream.infer"
 SYSTEM = "kafka"
@@ -40,8 +43,19 @@ class OtelBatchTracer:
         self.tracer = provider.get_tracer(SCOPE, __version__)
         self.consumer_group = consumer_group
         self._root = Context()  # a batch span starts its own trace: the records' contexts are links, not parents
+        self.failures = 0
 
     def model_batch(self, items: Sequence[Item], seconds: float, error: BaseException | None = None) -> None:
+        """The batch's span; a failure to make it is logged (the first, then every 1,000th) and never raised: a
+        tracing fault must not stop the inference stage."""
+        try:
+            self._span(items, seconds, error)
+        except Exception as exc:
+            self.failures += 1
+            if self.failures % 1000 == 1:
+                log.warning("tracing_span_failed", error=repr(exc), failures=self.failures)
+
+    def _span(self, items: Sequence[Item], seconds: float, error: BaseException | None) -> None:
         end = time.time_ns()
         links: list[Link] = []
         topics: set[str] = set()

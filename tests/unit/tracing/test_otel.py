@@ -107,6 +107,17 @@ def test_a_failed_model_call_ends_its_span_with_an_error() -> None:
     assert [event.name for event in span.events] == ["exception"]
 
 
+def test_a_tracing_fault_is_logged_never_raised() -> None:
+    tracer, exporter = _tracer()
+    broken = _item(1)
+    broken.record = None  # type: ignore[assignment]  # no .topic: making the span fails
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            tracer.model_batch([broken], 0.1)
+    assert tracer.failures == 3 and exporter.get_finished_spans() == ()
+    assert [e["event"] for e in logs] == ["tracing_span_failed"]  # the first only
+
+
 def test_close_flushes_the_provider() -> None:
     tracer, exporter = _tracer()
     tracer.close()
