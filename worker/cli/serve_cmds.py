@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from worker.serve.standalone import run_http_only
+    from worker.app import run_http_only
 
     settings = settings_from_args(args)
     try:

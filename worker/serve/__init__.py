@@ -4,6 +4,7 @@
 - :mod:`worker.serve.api`: request validation, scores, TEI's error shape (no web framework);
 - :mod:`worker.serve.routes`: the FastAPI app (needs the ``[http]`` extra);
 - :mod:`worker.serve.front`: the uvicorn server on its thread, ``/metrics`` ``/healthz`` ``/readyz`` folded in,
-  the metrics-port fallback without the extra, and the graceful stop of ``run --http-port``;
-- :mod:`worker.serve.standalone`: ``sentiment-worker serve`` (HTTP only, no Kafka).
+  the metrics-port fallback without the extra, and the graceful stop of ``run --http-port``.
+
+``sentiment-worker serve`` (HTTP only, no Kafka) is assembled with the stream worker, in ``worker/app.py``.
 """

@@ -61,7 +61,7 @@ class ServerThread:
     """``sentiment-worker serve`` in this process (a thread; no signal handling: :meth:`stop` stops it)."""
 
     def __init__(self, settings: Settings, model_dir: Path) -> None:
-        from worker.serve.standalone import HttpOnly
+        from worker.app import HttpOnly
 
         self.server = HttpOnly(settings, model_dir=model_dir)
         self.rc: int | None = None

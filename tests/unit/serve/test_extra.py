@@ -48,7 +48,7 @@ def test_without_the_extra_the_core_runs_and_the_api_names_the_extra() -> None:
 import json, urllib.request
 from worker.cli import build_parser
 build_parser()
-import worker.app, worker.serve.standalone, worker.serve.service
+import worker.app, worker.serve.service
 from worker.metrics import HealthState, WorkerMetrics
 from worker.model.errors import ExtraNotInstalledError
 from worker.serve.front import Servers

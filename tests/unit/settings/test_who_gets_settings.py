@@ -15,12 +15,11 @@ WORKER = Path(__file__).resolve().parents[3] / "worker"
 # Where the whole Settings may go, and why: these build a worker (or a process, or an app) from the settings and
 # hand each part its section.
 ASSEMBLY = {
-    "worker/app.py": "assembles a worker",
+    "worker/app.py": "assembles a worker: `run` (the stream) and `serve` (HTTP only)",
     "worker/cli": "parses flags into Settings and calls the assembly",
     "worker/supervisor/__init__.py": "`run --processes N`: plans the processes, hands each child every setting",
     "worker/supervisor/child.py": "a child process rebuilds its Settings and runs the assembly",
     "worker/stream/runner.py": "wires the stream stages, handing each its section",
-    "worker/serve/standalone.py": "assembles `serve` (HTTP only)",
     "worker/ui/__init__.py": "`ui`: the web app's entry",
     "worker/ui/app.py": "assembles the web app (feed, classifier)",
 }
