@@ -18,7 +18,7 @@ from worker.settings import Settings
 
 log = get_logger(__name__)
 
-MODES = ("model", "e2e", "http", "ceiling", "all")
+MODES = ("model", "e2e", "http", "ceiling", "latency", "all")
 FULL_GRID_SIZES = {"tweet": 64, "mixed": 64, "review": 32}  # sequences per dataset (≥ the largest batch, 32)
 QUICK_GRID_SIZE = 32
 DATA_GRID_SIZE = 128
@@ -186,8 +186,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
     wanted = list(
         dict.fromkeys(
             [
-                *(config.models if config.mode not in ("e2e", "ceiling") else []),
-                *(config.e2e_models if config.mode not in ("model", "ceiling") else []),
+                *(config.models if config.mode not in ("e2e", "ceiling", "latency") else []),
+                *(config.e2e_models if config.mode not in ("model", "ceiling", "latency") else []),
             ]
         )
     )
@@ -252,6 +252,11 @@ def run(config: BenchConfig) -> dict[str, Any]:
         with _section("end_to_end", timings):
             results["end_to_end"] = _run_e2e(config, models, results["notes"])
 
+    # ---- latency against load (benchmarks/latency.py) -------------------------------------------------------------
+    if config.mode in ("latency", "all"):
+        with _section("latency", timings):
+            _latency(config, results)
+
     results["load_after"] = {**machine.load_snapshot(), "others_cpu_share": machine.others_cpu_share(1.0)}
     MONITOR.stop()
     results["others_cpu"] = {"by_section": MONITOR.by_section(), "samples": MONITOR.samples}
@@ -260,6 +265,34 @@ def run(config: BenchConfig) -> dict[str, Any]:
     timings["total"] = round(time.perf_counter() - started, 1)
     report.write(results, config.output)
     return results
+
+
+def _latency(config: BenchConfig, results: dict[str, Any]) -> None:
+    """p50/p99 at 10-90% of the model-only rate, on the first end-to-end model; latency.json/.md/.png written."""
+    from benchmarks.latency import run_section
+    from benchmarks.latency_report import write
+
+    try:
+        results["latency"] = run_section(
+            config.cache_dir,
+            model_key=config.e2e_models[0],
+            starter_cache=config.starter_cache,
+            bootstrap=config.bootstrap_servers,
+            quick=config.quick,
+            partitions=config.partitions,
+            max_batch_size=config.max_batch_size,
+            inference_batch_size=config.inference_batch_size,
+            max_wait_ms=config.max_wait_ms,
+            max_length=config.max_length,
+            threads=config.threads,
+            device=config.device,
+            seed=config.seed,
+        )
+        write(results["latency"], config.output, results.get("machine"))
+    except Exception as exc:  # recorded in the results and the report; the other sections still run
+        results.setdefault("errors", {})["latency"] = repr(exc)
+        results["notes"].append(f"latency not measured: {exc!r}")
+        log.exception("bench.latency_failed")
 
 
 def _run_e2e(config: BenchConfig, models: dict[str, BenchModel], notes: list[str]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ The benchmark code is the ``benchmarks`` package, installed with ``worker`` (``p
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bench.add_argument("--quick", action="store_true", help="Smoke run: tiny sizes (< 3 min). Not for numbers.")
     bench.add_argument(
         "--mode",
-        choices=("model", "e2e", "http", "ceiling", "all"),
+        choices=("model", "e2e", "http", "ceiling", "latency", "all"),
         default="all",
         help="What to run (default all; http: the HTTP API alone and beside a 50%% stream, against model-only; "
-        "ceiling: the pipeline with a near-free model against a plain loop on the same stack).",
+        "ceiling: the pipeline with a near-free model against a plain loop on the same stack; latency: p50/p99 at "
+        "10-90%% of the model-only rate, latency.json/.md/.png).",
     )
-    bench.add_argument("--output", type=Path, default=None, help="Report folder (default bench-results/<date>-<time>).")
+    bench.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="Report folder (default bench-results/<date>-<time>; --mode latency: "
+        "bench-results/<date>-cpu-<N>core-latency).",
+    )
     bench.add_argument(
         "--data",
         default=None,
@@ -119,6 +127,14 @@ def _import_benchmarks() -> Any:
     return suite
 
 
+def _default_folder(mode: str, now: Any) -> str:
+    """<date>-<time>; for the latency section the date and the CPU it ran on: <date>-cpu-<N>core-latency."""
+    if mode == "latency":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return f"{now:%Y-%m-%d}-cpu-{cores}core-latency"
+    return str(now.strftime("%Y-%m-%d-%H%M%S"))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from datetime import datetime
 
@@ -129,7 +145,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     configure_logging("console" if sys.stderr.isatty() else "json", args.log_level)
     suite = _import_benchmarks()
     cache_dir = args.cache_dir or settings.cache_dir
-    output = args.output or Path("bench-results") / datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    output = args.output or Path("bench-results") / _default_folder(args.mode, datetime.now())
     # the worker's batching flags given: checked as the Batching section checks them, handed to the config as built
     given = {name: getattr(args, name) for name in ("max_batch_size", "max_wait_ms", "inference_batch_size")}
     batching = Batching.model_validate({name: value for name, value in given.items() if value is not None})
