@@ -47,8 +47,14 @@ CPU_BATCH = BatchDefaults(max_batch_size=64, inference_batch_size=8)
 GPU_BATCH = BatchDefaults(max_batch_size=1024, inference_batch_size=256)
 
 
+# The provider a simulated device reports (worker/model/simulated.py): it stands for an accelerator, so it gets the
+# accelerator's batch sizes (with the CPU's chunks of 8, the thread's wake-up after each short wait costs a share of
+# the device's time that large calls amortise: benchmarks/device.py).
+SIMULATED_DEVICE_PROVIDER = "SimulatedDevice"
 # Execution providers that run the model on an accelerator (the GPU batch sizes suit them).
-ACCELERATOR_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider"})
+ACCELERATOR_PROVIDERS = frozenset(
+    {"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider", SIMULATED_DEVICE_PROVIDER}
+)
 
 
 def gpu_visible() -> bool:

@@ -8,8 +8,10 @@ the softmax, encoding and producing. The wait is ``time.sleep`` (it holds no GIL
 per process (a lock, like one device's queue): the poll, decode, encode and producer threads keep running meanwhile,
 exactly as they would beside a GPU's ``session.run``.
 
-The logits are a cheap deterministic function of the token ids (different texts get different labels), not a
-prediction: every output says so (``sentiment_meta.model.simulated: true``, from :meth:`model_meta`). Off unless set.
+It reports the provider ``SimulatedDevice``, an accelerator's: ``"auto"`` batch sizes are the GPU's (1024 records,
+calls of 256), as a real device would get. The logits are a cheap deterministic function of the token ids (different
+texts get different labels), not a prediction: every output says so (``sentiment_meta.model.simulated: true`` and
+``provider: SimulatedDevice``, from :meth:`model_meta`). Off unless set.
 A rollout's quality gate (canary accuracy) refuses a simulated candidate: a simulated run is for measuring, not for
 serving.
 """
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from worker.model.buckets import SIMULATED_DEVICE_PROVIDER
 from worker.model.runtime import SentimentModel
 from worker.observability import get_logger
 
@@ -64,8 +67,16 @@ class SimulatedDeviceModel(SentimentModel):
         return fake_logits(input_ids, attention_mask, len(self.labels))
 
     def model_meta(self) -> dict[str, Any]:
-        """The wrapped model's keys and ``simulated: True``."""
+        """The wrapped model's keys, provider ``SimulatedDevice`` and ``simulated: True``."""
         return {**self._meta, "simulated": True}
+
+    def reload(self) -> None:
+        """A new session for the wrapped model (its warm-up runs on the simulated device); still simulated."""
+        self.provider = self._meta["provider"] = self._session.get_providers()[0]  # what the session compares
+        try:
+            super().reload()
+        finally:
+            self.provider = self._meta["provider"] = SIMULATED_DEVICE_PROVIDER
 
     def __repr__(self) -> str:
         return f"SimulatedDeviceModel(rate={self.rate:g} rows/s, model={super().__repr__()})"
@@ -79,6 +90,9 @@ def simulate_device(model: SentimentModel, rate: float) -> SimulatedDeviceModel:
     simulated = SimulatedDeviceModel.__new__(SimulatedDeviceModel)
     simulated.__dict__.update(vars(model))
     simulated.rate = float(rate)
+    # an accelerator's provider: "auto" batch sizes resolve to the accelerator's (worker.model.buckets)
+    simulated.provider = SIMULATED_DEVICE_PROVIDER
+    simulated._meta = {**model._meta, "provider": SIMULATED_DEVICE_PROVIDER}
     log.warning(
         "simulated_device",
         rate=simulated.rate,

@@ -77,9 +77,23 @@ def test_calls_queue_on_one_device() -> None:
 
 def test_outputs_say_simulated_and_the_schema_accepts_it(tiny_sentiment_model: SentimentModel) -> None:
     meta = simulate_device(tiny_sentiment_model, 1_000.0).model_meta()
-    assert meta["simulated"] is True
+    assert meta["simulated"] is True and meta["provider"] == "SimulatedDevice"
     assert ModelMeta.model_validate(meta).simulated is True
     assert ModelMeta.model_validate(tiny_sentiment_model.model_meta()).simulated is False
+    assert tiny_sentiment_model.model_meta()["provider"] == "CPUExecutionProvider", (
+        "the wrapped model's meta is its own"
+    )
+
+
+def test_it_stands_for_an_accelerator_and_gets_its_batch_sizes(tiny_sentiment_model: SentimentModel) -> None:
+    from worker.model.buckets import GPU_BATCH, resolve_batching
+    from worker.settings import load_settings as load
+
+    sim = simulate_device(tiny_sentiment_model, 1_000.0)
+    batching = resolve_batching(load().batching, sim.provider)
+    assert (batching.max_batch_size, batching.chunk_size) == (GPU_BATCH.max_batch_size, GPU_BATCH.inference_batch_size)
+    sim.reload()  # a session rebuild (the circuit breaker's) keeps it simulated
+    assert sim.provider == "SimulatedDevice" and sim.model_meta()["simulated"] is True
 
 
 def test_fake_logits_shape_and_dtype() -> None:
