@@ -139,6 +139,7 @@ class _Assembly:
                 if part is not None:
                     part.stop()
             self.servers.stop(f"the {'worker' if self.mode == 'run' else 'server'} stopped")
+            self._release()
 
     def _http_port(self) -> int | None:
         return self.settings.http_port
@@ -151,6 +152,9 @@ class _Assembly:
 
     def stop(self, force: bool = False) -> None:
         raise NotImplementedError
+
+    def _release(self) -> None:
+        """After the servers stopped: what else the pipeline holds (the default: nothing)."""
 
     def _signalled(self, force: bool) -> None:
         """SIGINT/SIGTERM: the stop a signal asks for (the default: :meth:`stop`)."""
@@ -181,13 +185,16 @@ class Worker(_Assembly):
         super().__init__(settings, model_dir=model_dir)
         self.on_output = on_output
         self.runner: Runner | None = None
+        self._tracer: Any = None  # the inference stage's span tracer (OTEL_*: docs/tracing.md), once opened
         self._stopper: Any = None  # what a signal stops: the runner, or the API first and then the runner
         self._lock = threading.Lock()
         self._stop_requested: bool | None = None  # None: not asked; else the requested `force`
 
     def _build(self, model: Model, on_scored: Callable[..., None] | None) -> tuple[ModelSlot, InferQueue]:
         from worker.stream.runner import Runner
+        from worker.tracing.setup import open_tracer
 
+        self._tracer = open_tracer(consumer_group=self.settings.group_id)  # off: a no-op
         runner = Runner(
             self.settings,
             model,
@@ -195,6 +202,7 @@ class Worker(_Assembly):
             health=self.health,
             on_output=self.on_output,
             on_scored=on_scored,
+            tracer=self._tracer,
         )
         assert self.servers is not None
         self._stopper = self.servers.stopper(runner)
@@ -207,6 +215,10 @@ class Worker(_Assembly):
     def _serve(self) -> int:
         assert self.runner is not None
         return self.runner.run()
+
+    def _release(self) -> None:
+        if self._tracer is not None:
+            self._tracer.close()  # the spans still buffered are exported
 
     def wait_started(self, timeout: float | None = None) -> Runner | None:
         """Block until the pipeline is built (model loaded) or the run failed before that; the runner if built."""
