@@ -13,7 +13,7 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = [
     p
-    for folder in ("worker", "benchmarks", "tests")
+    for folder in ("worker", "training", "devtools", "benchmarks", "tests")
     for p in sorted((REPO / folder).rglob("*.py"))
     if "__pycache__" not in p.parts
 ]
@@ -85,18 +85,6 @@ def test_stream_stages_import_only_earlier_stages() -> None:
         assert not bad, f"{name}.py imports later stage(s) {bad}"
 
 
-def test_serving_never_imports_training() -> None:
-    folders = ("model", "stream", "serve", "rollout", "ui")
-    serving = [p for folder in folders for p in sorted((REPO / "worker" / folder).glob("*.py"))]
-    serving.append(REPO / "worker" / "app.py")
-    offenders = {
-        _rel(p): sorted(i for i in _imports(p) if i.startswith("worker.training"))
-        for p in serving
-        if any(i.startswith("worker.training") for i in _imports(p))
-    }
-    assert not offenders, offenders
-
-
 KAFKA_PRIVATE = re.compile(
     r"\.(_coordinator|_client|_fetcher|_accumulator|_transaction_manager|_sender|_subscription|_net|"
     r"_commit_offsets\w*|_metadata)\b"
@@ -131,3 +119,189 @@ def test_every_cited_document_is_in_the_repository() -> None:
         if (name := match.group(1) or match.group(2)) not in present
     )
     assert not offenders, offenders
+
+
+# ---- the import graph of the project's packages ----------------------------------------------------------------
+# Every import statement counts (at module level or inside a function: a lazy import is still a dependency), except
+# those under ``if TYPE_CHECKING:``, which never run.
+PROJECT = ("worker", "training", "devtools", "benchmarks")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {
+    _module_name(p): p for pkg in PROJECT for p in sorted((REPO / pkg).rglob("*.py")) if "__pycache__" not in p.parts
+}
+
+
+def _runtime_import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def _resolve(name: str) -> str | None:
+    """The project module an imported name lives in (``a.b.C`` → ``a.b``), or None outside the project."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _dependencies(module: str) -> tuple[set[str], set[str]]:
+    """(the project modules ``module`` imports, the top-level names of the other packages it imports)."""
+    path = MODULES[module]
+    project: set[str] = set()
+    external: set[str] = set()
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    for node in _runtime_import_nodes(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            base = node.module or ""
+            if node.level:
+                base = ".".join([*package[: len(package) - node.level + 1], *([base] if base else [])])
+            # ``from pkg import sub``: the submodule when it is one, else the package itself
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+        for name in names:
+            target = _resolve(name)
+            if target is None:
+                external.add(name.partition(".")[0])
+            elif target != module:
+                project.add(target)
+    return project, external
+
+
+GRAPH = {module: _dependencies(module) for module in MODULES}
+
+
+def _cycles() -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(GRAPH[v][0]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(GRAPH):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    assert not _cycles(), _cycles()
+
+
+def test_the_cycle_finder_finds_a_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(GRAPH, "worker.records", ({"worker.observability"}, set()))
+    monkeypatch.setitem(GRAPH, "worker.observability", ({"worker.records"}, set()))
+    assert ["worker.observability", "worker.records"] in _cycles()
+
+
+# Top to bottom: a module imports modules of its own layer and of the layers below, never of a layer above. A module's
+# layer is named by the longest entry that is the module or a package above it.
+LAYERS: list[tuple[str, ...]] = [
+    ("worker.cli", "worker.__main__"),  # parses the command line and calls one of the below
+    ("devtools", "benchmarks"),  # development tools and benchmarks: they may use all of the runtime
+    ("worker.ui", "worker.supervisor", "training"),  # applications built on workers and models
+    ("worker.app",),  # the assembly: builds a stream worker or the HTTP-only service from settings
+    ("worker.serve", "worker.rollout", "worker.tracing"),  # the HTTP API, model roll-out, tracing
+    ("worker.stream",),  # the pipeline stages and their Kafka adapters
+    ("worker.model", "worker.formats"),  # loading and running a model; record formats
+    ("worker.metrics", "worker.probes", "worker.backlog_metrics"),  # metrics and health
+    # shared by all: settings, logging, the record schemas, errors and optional-extra checks
+    ("worker.settings", "worker.observability", "worker.records", "worker.datasets_input", "worker.model.errors"),
+    ("worker.tracing.context",),  # W3C trace context, pure: the encoder propagates traceparent through it
+    ("worker",),  # the package itself: __version__
+]
+
+
+def _layer(module: str) -> int:
+    named = [
+        (len(prefix), rank)
+        for rank, layer in enumerate(LAYERS)
+        for prefix in layer
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    assert named, f"{module}: in no layer (add its package to LAYERS)"
+    return max(named)[1]
+
+
+def test_no_import_runs_back_up() -> None:
+    upward = sorted(
+        f"{module} → {target}"
+        for module, (targets, _) in GRAPH.items()
+        for target in targets
+        if _layer(target) < _layer(module)
+    )
+    assert not upward, upward
+
+
+def test_layers_name_every_module_and_the_assembly_sits_under_the_applications() -> None:
+    assert all(_layer(m) >= 0 for m in MODULES)
+    assert _layer("worker.serve.front") > _layer("worker.app") > _layer("worker.supervisor")
+    assert _layer("worker.model.errors") > _layer("worker.model.runtime")
+
+
+def test_the_runtime_never_imports_training_nor_the_development_tools() -> None:
+    """``worker`` is what a deployment runs (the images hold only it): model building (``training``) and the
+    development tools (``devtools``) are for the command line alone, which imports them when a command needs them."""
+    offenders = sorted(
+        f"{module} → {target}"
+        for module, (targets, _) in GRAPH.items()
+        if module.startswith("worker.") and not module.startswith("worker.cli.")
+        for target in targets
+        if target.split(".")[0] in ("training", "devtools")
+    )
+    assert not offenders, offenders
+
+
+def _closure(module: str) -> set[str]:
+    seen, todo = {module}, [module]
+    while todo:
+        for target in GRAPH[todo.pop()][0] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_the_stream_imports_no_onnxruntime() -> None:
+    """The pipeline runs a model through ``worker.stream.ports.Model``: nothing under worker/stream imports ONNX
+    Runtime, neither itself nor through a module it imports (``worker.model.runtime``, say)."""
+    stream = [m for m in MODULES if m == "worker.stream" or m.startswith("worker.stream.")]
+    offenders = {module: sorted(dep for dep in _closure(module) if "onnxruntime" in GRAPH[dep][1]) for module in stream}
+    offenders = {module: deps for module, deps in offenders.items() if deps}
+    assert not offenders, offenders
+    assert "onnxruntime" in GRAPH["worker.model.runtime"][1]  # the check sees the import where it is
