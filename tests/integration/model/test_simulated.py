@@ -115,3 +115,26 @@ def test_off_unless_set_and_the_loader_picks_it_when_set(tiny_onnx_dir: Path, mo
     assert sim.predict(["fine"])[0].label in sim.labels
     with pytest.raises(ValueError, match="> 0"):
         simulate_device(plain, 0.0)
+
+
+def test_every_output_of_a_simulated_run_says_so(broker, topic_name: str, tiny_sentiment_model: SentimentModel) -> None:
+    import json
+
+    from tests.support.kafka_utils import consume_all, create_topic, produce_values
+    from tests.support.worker_thread import WorkerThread, worker_settings
+    from worker.records import EnrichedRecord
+
+    create_topic(broker.bootstrap, topic_name, 2)
+    values = [json.dumps({"id": i, "text": f"review number {i} was fine"}).encode() for i in range(300)]
+    produce_values(broker.bootstrap, topic_name, [(None, v) for v in values])
+    settings = worker_settings(broker.bootstrap, topic_name, tiny_sentiment_model.path, max_batch_size="auto")
+    worker = WorkerThread(settings, simulate_device(tiny_sentiment_model, 3_000.0)).start()
+    try:
+        out = consume_all(broker.bootstrap, f"{topic_name}.sentiment", 300, timeout_s=90)
+    finally:
+        assert worker.stop() == 0
+    assert len(out) == 300
+    for record in out:
+        meta = EnrichedRecord.model_validate(json.loads(record.value)).sentiment_meta.model
+        assert meta.simulated is True and meta.provider == "SimulatedDevice"
+    assert worker.runner.batching.chunk_size == 256, "an accelerator's calls"
