@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.ceiling_report import markdown as ceiling_markdown
+from benchmarks.device import markdown as device_markdown
 from benchmarks.http_bench import markdown as http_markdown
 from benchmarks.plots import make_plots
 from worker.observability import get_logger
@@ -441,6 +442,7 @@ _BODIES: tuple[tuple[str, Callable[[dict[str, Any]], list[str]]], ...] = (
     ("## Machine", _machine),
     ("## Matrix-multiply ceiling", _ceiling),
     ("## Pipeline ceiling", ceiling_markdown),
+    ("## Simulated device", device_markdown),
     ("## Model-only grid", _grid),
     ("## End-to-end", _end_to_end),
     ("## Baselines", _baselines),

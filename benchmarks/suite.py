@@ -18,7 +18,7 @@ from worker.settings import Settings
 
 log = get_logger(__name__)
 
-MODES = ("model", "e2e", "http", "ceiling", "latency", "all")
+MODES = ("model", "e2e", "http", "ceiling", "device", "latency", "all")
 FULL_GRID_SIZES = {"tweet": 64, "mixed": 64, "review": 32}  # sequences per dataset (≥ the largest batch, 32)
 QUICK_GRID_SIZE = 32
 DATA_GRID_SIZE = 128
@@ -186,8 +186,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
     wanted = list(
         dict.fromkeys(
             [
-                *(config.models if config.mode not in ("e2e", "ceiling", "latency") else []),
-                *(config.e2e_models if config.mode not in ("model", "ceiling", "latency") else []),
+                *(config.models if config.mode not in ("e2e", "ceiling", "device", "latency") else []),
+                *(config.e2e_models if config.mode not in ("model", "ceiling", "device", "latency") else []),
             ]
         )
     )
@@ -246,6 +246,24 @@ def run(config: BenchConfig) -> dict[str, Any]:
                 results.setdefault("errors", {})["pipeline_ceiling"] = repr(exc)
                 results["notes"].append(f"pipeline ceiling not measured: {exc!r}")
                 log.warning("bench.ceiling_failed", error=repr(exc))
+
+    # ---- simulated device: how well the host feeds an accelerator (benchmarks/device.py) ---------------------------
+    if config.mode in ("device", "all"):
+        from benchmarks.device import run_section as device_section
+
+        with _section("simulated_device", timings):
+            try:
+                results["simulated_device"] = device_section(
+                    config.cache_dir,
+                    starter_cache=config.starter_cache,
+                    bootstrap=config.bootstrap_servers,
+                    quick=config.quick,
+                    partitions=config.partitions,
+                )
+            except Exception as exc:  # noted in the report and recorded in the results; the other sections still run
+                results.setdefault("errors", {})["simulated_device"] = repr(exc)
+                results["notes"].append(f"simulated device not measured: {exc!r}")
+                log.warning("bench.device_failed", error=repr(exc))
 
     # ---- end to end + baselines ----------------------------------------------------------------------------------
     if config.mode in ("e2e", "http", "all"):

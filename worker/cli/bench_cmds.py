@@ -28,10 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bench.add_argument("--quick", action="store_true", help="Smoke run: tiny sizes (< 3 min). Not for numbers.")
     bench.add_argument(
         "--mode",
-        choices=("model", "e2e", "http", "ceiling", "latency", "all"),
+        choices=("model", "e2e", "http", "ceiling", "device", "latency", "all"),
         default="all",
         help="What to run (default all; http: the HTTP API alone and beside a 50%% stream, against model-only; "
-        "ceiling: the pipeline with a near-free model against a plain loop on the same stack; latency: p50/p99 at "
+        "ceiling: the pipeline with a near-free model against a plain loop on the same stack; device: a simulated "
+        "device of 1,000-8,000 msg/s fed by 1 and 2 processes (achieved / R, host cores); latency: p50/p99 at "
         "10-90%% of the model-only rate, latency.json/.md/.png).",
     )
     bench.add_argument(
