@@ -67,8 +67,8 @@ def test_the_demo_uses_a_fetch_wait_suited_to_the_embedded_broker() -> None:
 
 
 def test_the_broker_commands_examples_use_that_fetch_wait() -> None:
-    from worker.cli.broker_cmds import _examples
+    from devtools.commands import examples
 
-    text = _examples("127.0.0.1:9")
+    text = examples("127.0.0.1:9")
     assert "SENTIMENT_BOOTSTRAP_SERVERS=127.0.0.1:9 SENTIMENT_FETCH_MAX_WAIT_MS=10 " in text
     assert all(line.startswith("#") for line in text.splitlines()), "comments: a script reading stderr skips them"

@@ -1,15 +1,12 @@
-"""``sentiment-worker broker`` (embedded Tansu broker in the foreground) and ``produce`` (load generator)."""
+"""``sentiment-worker broker`` (embedded Tansu broker in the foreground) and ``produce`` (load generator): their
+flags; what they do is ``devtools/commands.py`` (development tools, imported when one runs)."""
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from types import FrameType
 
 from worker.cli.common import add_common_flags, add_settings_flags, settings_from_args
-from worker.settings import Settings
 
 _LOG_FIELDS = ("log_format", "log_level")
 _PRODUCE_FIELDS = (
@@ -95,132 +92,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     produce.set_defaults(func=cmd_produce)
 
 
-def _examples(bootstrap: str) -> str:
-    """How to use the broker (stderr: stdout carries only the address). It holds every fetch for the consumer's
-    whole fetch wait, so the examples set one suited to it."""
-    from devtools.broker import EMBEDDED_FETCH_WAIT_MS
-
-    env = f"SENTIMENT_BOOTSTRAP_SERVERS={bootstrap} SENTIMENT_FETCH_MAX_WAIT_MS={EMBEDDED_FETCH_WAIT_MS}"
-    return (
-        f"# this broker holds every fetch for the whole fetch wait: use {EMBEDDED_FETCH_WAIT_MS} ms with it, e.g.\n"
-        f"#   sentiment-worker produce --bootstrap-servers {bootstrap} --topic reviews --count 1000 --rate 200 "
-        "--partitions 4\n"
-        f"#   {env} SENTIMENT_INPUT_TOPICS=reviews sentiment-worker run\n"
-        f"#   sentiment-worker ui --bootstrap-servers {bootstrap} --topics reviews.sentiment"
-    )
-
-
 def cmd_broker(args: argparse.Namespace) -> int:
-    from devtools.broker import BrokerError, EmbeddedBroker
-    from worker.observability import get_logger
+    from devtools.commands import run_broker
 
-    settings_from_args(args)
-    log = get_logger("worker.cli.broker")
-    stop = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        received.append(signum)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    broker = EmbeddedBroker(port=args.port)
-    try:
-        try:
-            broker.start()
-        except BrokerError as exc:
-            print(f"sentiment-worker broker: {exc}", file=sys.stderr)
-            return 1
-        print(broker.bootstrap, flush=True)
-        print(_examples(broker.bootstrap), file=sys.stderr, flush=True)
-        while not stop.wait(0.5):
-            if not broker.is_running():
-                log.error("broker_died", bootstrap=broker.bootstrap, log_tail=broker.log_tail())
-                return 1
-        log.info("broker_stopping", signal=signal.Signals(received[0]).name if received else None)
-        return 0
-    finally:
-        broker.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    settings_from_args(args)  # logging
+    return run_broker(args.port)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
     from devtools.broker import BrokerError
+    from devtools.commands import produce
 
     settings = settings_from_args(args)
     try:
-        return _produce(args, settings)
+        return produce(args, settings)
     except (KafkaError, BrokerError) as exc:
         message = str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"
         print(f"sentiment-worker produce: {message}", file=sys.stderr)
         return 1
-
-
-def _produce(args: argparse.Namespace, settings: Settings) -> int:
-    from devtools import loadgen
-    from devtools.broker import create_topics
-
-    if args.rate < 0:
-        print("sentiment-worker produce: --rate must be >= 0", file=sys.stderr)
-        return 2
-    if args.count is not None and args.count < 0:
-        print("sentiment-worker produce: --count must be >= 0", file=sys.stderr)
-        return 2
-    if args.keys is not None and args.keys <= 0:
-        print("sentiment-worker produce: --keys must be > 0", file=sys.stderr)
-        return 2
-    client = settings.kafka_security()
-    if args.partitions is not None:
-        create_topics(settings.bootstrap_servers, {args.topic: args.partitions}, client_config=client)
-    if args.file is not None:
-        from worker.datasets_input import DatasetInputError, is_hf_spec, record_lines
-
-        try:
-            lines = (
-                record_lines(args.file, text_field=settings.text_field, fmt=args.fmt)
-                if is_hf_spec(args.file)
-                else loadgen.read_lines(args.file)
-            )
-        except DatasetInputError as exc:
-            print(f"sentiment-worker produce: {exc}", file=sys.stderr)
-            return 2
-        messages = loadgen.file_messages(
-            lines,
-            count=args.count,
-            keys=args.keys,
-            fmt=args.fmt,
-            text_field=settings.text_field,
-        )
-        total = args.count
-    else:
-        total = 1000 if args.count is None else args.count
-        messages = loadgen.generate_messages(
-            total,
-            seed=args.seed,
-            length=args.length,
-            keys=args.keys,
-            fmt=args.fmt,
-            text_field=settings.text_field,
-        )
-    producer_config = {
-        **client,
-        "client_id": f"{settings.client_id}-produce",
-        "linger_ms": settings.linger_ms,
-        "max_request_size": settings.producer_max_request_size,
-    }
-    if settings.compression_type != "none":
-        producer_config["compression_type"] = settings.compression_type
-    stats = loadgen.produce(
-        client["bootstrap_servers"],
-        args.topic,
-        messages,
-        rate=args.rate,
-        producer_config=producer_config,
-        progress=True,
-        total=total,
-    )
-    print(stats.summary(args.topic), flush=True)
-    return 1 if stats.failed else 0
