@@ -38,7 +38,8 @@ from worker.observability import get_logger, quiet_client_connection_errors, red
 from worker.settings import Inference, Settings
 
 if TYPE_CHECKING:
-    from worker.metrics import HealthState, WorkerMetrics
+    from worker.health import HealthState
+    from worker.metrics import WorkerMetrics
     from worker.model.runtime import SentimentModel
     from worker.rollout.controller import Rollout
     from worker.serve.front import Servers
@@ -95,7 +96,8 @@ class _Assembly:
 
     def run(self) -> int:
         """Serve metrics, load the model, run until stopped; the exit code (0: a complete, graceful stop)."""
-        from worker.metrics import HealthState, WorkerMetrics
+        from worker.health import HealthState
+        from worker.metrics import WorkerMetrics
         from worker.model.resolve import resolve_model
         from worker.rollout.controller import Rollout
         from worker.rollout.shadow import Shadow

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import Gauge
 
 TopicPartition = tuple[str, int]
 
@@ -194,18 +194,12 @@ def _trim(ticks: deque[Any], start: float) -> None:
 
 
 class BacklogGauge:
-    """The estimator published as the gauge ``sentiment_backlog_seconds{topic,partition}`` in ``registry``."""
+    """The estimator published in ``gauge``: ``sentiment_backlog_seconds{topic,partition}``, declared with the
+    worker's other metrics (``worker/metrics.py``)."""
 
-    def __init__(self, registry: CollectorRegistry, estimator: BacklogEstimator | None = None) -> None:
+    def __init__(self, gauge: Gauge, estimator: BacklogEstimator | None = None) -> None:
         self.estimator = estimator if estimator is not None else BacklogEstimator()
-        self.gauge = Gauge(
-            "sentiment_backlog_seconds",
-            "Seconds to clear the owned lag at the current throughput (records committed per busy second over "
-            f'the last {WINDOW_S:.0f} s); partition="all": per topic; {STALLED_S:.0f} when nothing moves.',
-            ["topic", "partition"],
-            registry=registry,
-            multiprocess_mode="livemax",  # `run --processes N`: a pod shows its slowest process (one process: unused)
-        )
+        self.gauge = gauge
         self._lock = threading.Lock()
         self._series: set[tuple[str, str]] = set()
 

@@ -1,8 +1,8 @@
-"""Prometheus metrics, health state and the small HTTP server that exposes them.
+"""The worker's Prometheus metrics, all declared here (the HTTP API's are ``worker/serve/http_metrics.py``, roll-out and
+shadow mode's ``worker/rollout/metrics.py``, the supervisor's ``worker/supervisor/observe.py``).
 
-One :class:`WorkerMetrics` per worker (its own registry: tests build many), fed by the runner; :class:`MetricsServer`
-serves on ``settings.metrics_port`` ``/metrics``, ``/healthz`` (main loop not stuck, no stage thread died) and
-``/readyz`` (model loaded and working, broker reachable, partitions assigned or pending, no output topic missing).
+One :class:`WorkerMetrics` per worker (its own registry: tests build many), fed by the runner; served on
+``/metrics`` by ``worker/probes.py`` (or the HTTP API), beside the health verdicts of ``worker/health.py``.
 
 Metric names (all prefixed ``sentiment_``):
 
@@ -36,10 +36,8 @@ worker_info{version}                       info       package version
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -52,11 +50,10 @@ from prometheus_client import (
 )
 
 from worker import __version__
-from worker.backlog_metrics import BacklogGauge
-from worker.observability import get_logger
-from worker.probes import probe_handler
+from worker.backlog_metrics import STALLED_S, WINDOW_S, BacklogGauge
 
-log = get_logger(__name__)
+if TYPE_CHECKING:
+    from worker.health import HealthState
 
 PREFIX = "sentiment"
 
@@ -161,7 +158,15 @@ class WorkerMetrics:
             "Seconds since the main loop last iterated (-1 before it started).",
             registry=r,
         )
-        self.backlog = BacklogGauge(r)  # sentiment_backlog_seconds, from the lags and commits below
+        backlog = Gauge(
+            f"{PREFIX}_backlog_seconds",
+            "Seconds to clear the owned lag at the current throughput (records committed per busy second over "
+            f'the last {WINDOW_S:.0f} s); partition="all": per topic; {STALLED_S:.0f} when nothing moves.',
+            ["topic", "partition"],
+            registry=r,
+            multiprocess_mode="livemax",  # `run --processes N`: a pod shows its slowest process (one process: unused)
+        )
+        self.backlog = BacklogGauge(backlog)  # its values, from the lags and commits below (backlog_metrics.py)
         self.worker_info.info({"version": __version__})
         self._lock = threading.Lock()
         self._lag_series: set[TopicPartition] = set()
@@ -269,161 +274,3 @@ def _count(n: int | float) -> float:
     if n < 0:
         raise ValueError(f"a count can't be negative: {n}")
     return float(n)
-
-
-class HealthState:
-    """Liveness and readiness facts, set by the runner from any thread."""
-
-    def __init__(self, stuck_after_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        if stuck_after_s <= 0:
-            raise ValueError("stuck_after_s must be positive")
-        self.stuck_after_s = float(stuck_after_s)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._started = clock()
-        self._last_beat: float | None = None
-        self._model_loaded = False
-        self._broker_reachable = False
-        self._partitions = 0
-        self._waiting = False
-        self._inference_ok = True
-        self._failed_stage: str | None = None
-        self._topics_missing: list[str] = []
-        self._input_unavailable: str | None = None
-
-    def beat(self) -> None:
-        """The main loop ran an iteration now."""
-        now = self._clock()
-        with self._lock:
-            self._last_beat = now
-
-    def set_model_loaded(self, ok: bool) -> None:
-        with self._lock:
-            self._model_loaded = bool(ok)
-
-    def set_broker_reachable(self, ok: bool) -> None:
-        with self._lock:
-            self._broker_reachable = bool(ok)
-
-    def set_assignment(self, partitions: int, waiting: bool) -> None:
-        """``waiting``: joined (or rejoining) the group and waiting for an assignment."""
-        with self._lock:
-            self._partitions = int(partitions)
-            self._waiting = bool(waiting)
-
-    def set_inference_ok(self, ok: bool) -> None:  # False while the model's session fails and is being rebuilt
-        with self._lock:
-            self._inference_ok = bool(ok)
-
-    def set_stage_failed(self, name: str) -> None:  # a stage thread died: not alive any more (exiting 1)
-        with self._lock:
-            self._failed_stage = name
-
-    def set_topics_missing(self, topics: Sequence[str]) -> None:  # output/dead-letter topics: not ready while any
-        with self._lock:
-            self._topics_missing = sorted(topics)
-
-    def set_input_unavailable(self, reason: str | None) -> None:  # the schema registry is unreachable: not ready
-        with self._lock:
-            self._input_unavailable = reason
-
-    def liveness(self) -> tuple[bool, dict[str, Any]]:
-        """Alive while the last loop iteration is younger than ``stuck_after_s`` and no stage thread died.
-
-        Before the first iteration (model loading) the process counts as alive for ``stuck_after_s``.
-        """
-        now = self._clock()
-        with self._lock:
-            last, failed_stage = self._last_beat, self._failed_stage
-        uptime = now - self._started
-        age = None if last is None else now - last
-        alive = failed_stage is None and ((uptime < self.stuck_after_s) if age is None else (age < self.stuck_after_s))
-        return alive, {
-            "alive": alive,
-            "failed_stage": failed_stage,
-            "loop_started": last is not None,
-            "last_beat_age_s": None if age is None else round(age, 3),
-            "uptime_s": round(uptime, 3),
-            "stuck_after_s": self.stuck_after_s,
-        }
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when the model is loaded (its session works), the broker answers, partitions are owned/pending."""
-        with self._lock:
-            model, broker, topics_missing = self._model_loaded, self._broker_reachable, list(self._topics_missing)
-            partitions, waiting, inference = self._partitions, self._waiting, self._inference_ok
-            input_unavailable = self._input_unavailable
-        ready = model and inference and broker and (partitions > 0 or waiting) and not topics_missing
-        ready = ready and input_unavailable is None
-        return ready, {
-            "ready": ready,
-            "model_loaded": model,
-            "inference_ok": inference,
-            "broker_reachable": broker,
-            "assigned_partitions": partitions,
-            "waiting_for_assignment": waiting,
-            "topics_missing": topics_missing,
-            "input_unavailable": input_unavailable,
-        }
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class MetricsServer:
-    """``/metrics``, ``/healthz`` and ``/readyz`` on a background daemon thread."""
-
-    def __init__(self, port: int, metrics: WorkerMetrics, health: HealthState, host: str = "0.0.0.0") -> None:
-        self._requested_port = port
-        self._host = host
-        self.metrics = metrics
-        self.health = health
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        """The bound port (the free port picked for 0) once started, else the requested one."""
-        if self._server is not None:
-            return int(self._server.server_address[1])
-        return self._requested_port
-
-    def start(self) -> None:
-        if self._server is not None:
-            return
-        server = _Server((self._host, self._requested_port), _make_handler(self.metrics, self.health))
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="metrics-server", daemon=True
-        )
-        self._thread.start()
-        log.info("metrics_server_started", host=self._host, port=self.port)
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-        log.info("metrics_server_stopped")
-
-    def __enter__(self) -> MetricsServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _make_handler(metrics: WorkerMetrics, health: HealthState) -> type[BaseHTTPRequestHandler]:
-    def render() -> bytes:
-        metrics.set_health(health)
-        return metrics.render()
-
-    return probe_handler(render, lambda path: health.liveness() if path == "/healthz" else health.readiness())

@@ -1,17 +1,28 @@
-"""The HTTP handler of the probe servers: GET /metrics, /healthz and /readyz.
+"""The probe servers: GET /metrics, /healthz and /readyz.
 
-One handler for the worker's server (``worker/metrics.py``) and the supervisor's (``worker/supervisor/observe.py``).
+One handler (:func:`probe_handler`) for the worker's server (:class:`MetricsServer`, on ``metrics_port`` when the
+HTTP API isn't there to serve them: ``http.server``, no dependency) and the supervisor's
+(``worker/supervisor/observe.py``).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from worker.observability import get_logger
+
+if TYPE_CHECKING:
+    from worker.health import HealthState
+    from worker.metrics import WorkerMetrics
+
+log = get_logger(__name__)
 
 
 def probe_handler(
@@ -48,3 +59,65 @@ def probe_handler(
             return  # probes and scrapes every few seconds would drown the logs
 
     return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on a background daemon thread."""
+
+    def __init__(self, port: int, metrics: WorkerMetrics, health: HealthState, host: str = "0.0.0.0") -> None:
+        self._requested_port = port
+        self._host = host
+        self.metrics = metrics
+        self.health = health
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the free port picked for 0) once started, else the requested one."""
+        if self._server is not None:
+            return int(self._server.server_address[1])
+        return self._requested_port
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        server = _Server((self._host, self._requested_port), _make_handler(self.metrics, self.health))
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="metrics-server", daemon=True
+        )
+        self._thread.start()
+        log.info("metrics_server_started", host=self._host, port=self.port)
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+        log.info("metrics_server_stopped")
+
+    def __enter__(self) -> MetricsServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _make_handler(metrics: WorkerMetrics, health: HealthState) -> type[BaseHTTPRequestHandler]:
+    def render() -> bytes:
+        metrics.set_health(health)
+        return metrics.render()
+
+    return probe_handler(render, lambda path: health.liveness() if path == "/healthz" else health.readiness())

@@ -240,7 +240,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("worker.serve", "worker.rollout", "worker.tracing"),  # the HTTP API, model roll-out, tracing
     ("worker.stream",),  # the pipeline stages and their Kafka adapters
     ("worker.model", "worker.formats"),  # loading and running a model; record formats
-    ("worker.metrics", "worker.probes", "worker.backlog_metrics"),  # metrics and health
+    ("worker.metrics", "worker.health", "worker.probes", "worker.backlog_metrics"),  # metrics and health
     # shared by all: settings, logging, the record schemas, errors and optional-extra checks
     ("worker.settings", "worker.observability", "worker.records", "worker.datasets_input", "worker.model.errors"),
     ("worker.tracing.context",),  # W3C trace context, pure: the encoder propagates traceparent through it

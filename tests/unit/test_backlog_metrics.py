@@ -8,7 +8,7 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry
 
-from worker.backlog_metrics import ALL, MIN_SPAN_S, STALLED_S, WINDOW_S, BacklogEstimator, BacklogGauge
+from worker.backlog_metrics import ALL, MIN_SPAN_S, STALLED_S, WINDOW_S, BacklogEstimator
 from worker.metrics import WorkerMetrics
 
 pytestmark = pytest.mark.unit
@@ -157,7 +157,8 @@ def test_bad_windows_are_refused() -> None:
 def test_gauge_publishes_and_removes_series() -> None:
     clock = Clock()
     registry = CollectorRegistry()
-    gauge = BacklogGauge(registry, BacklogEstimator(clock=clock))
+    gauge = WorkerMetrics(registry).backlog  # the gauge as the worker's metrics declare it
+    gauge.estimator = BacklogEstimator(clock=clock)
     gauge.set_lag({(T, 0): 0, (T, 1): 7})
 
     def sample(partition: str) -> float | None:

@@ -11,7 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.metrics import LATENCY_BUCKETS, HealthState, MetricsServer, WorkerMetrics
+from worker.health import HealthState
+from worker.metrics import LATENCY_BUCKETS, WorkerMetrics
+from worker.probes import MetricsServer
 
 pytestmark = pytest.mark.unit
 

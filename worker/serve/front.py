@@ -3,7 +3,7 @@
 - With ``http_port`` set (``run --http-port P``, or ``serve``) the API app serves ``/predict``, ``/info``,
   ``/health`` and also ``/metrics``, ``/healthz``, ``/readyz`` (the same registry and health state as the stream);
   a different ``metrics_port`` gets the same operations routes from the same app stack.
-- Without ``http_port``, ``metrics_port`` is served by :class:`worker.metrics.MetricsServer` (``http.server``, no
+- Without ``http_port``, ``metrics_port`` is served by :class:`worker.probes.MetricsServer` (``http.server``, no
   dependency): the core install (``pip install sentiment-worker``, and the Docker images) has no ``[http]`` extra.
 
 The servers start before the model loads (probes answer while it loads; ``/predict`` answers 503 until
@@ -23,7 +23,8 @@ from worker.observability import get_logger
 from worker.settings import Batching, Http, Input, Observability
 
 if TYPE_CHECKING:
-    from worker.metrics import HealthState, WorkerMetrics
+    from worker.health import HealthState
+    from worker.metrics import WorkerMetrics
     from worker.model.runtime import SentimentModel
     from worker.serve.service import Service
     from worker.stream.batcher import InferQueue
@@ -157,7 +158,7 @@ class Servers:
                 app = create_app(self.service, api=False)
                 self.ops = HttpServer(app, "0.0.0.0", port, graceful_s=1.0, name="metrics-server").start()
             else:
-                from worker.metrics import MetricsServer
+                from worker.probes import MetricsServer
 
                 self.ops = MetricsServer(port, self.metrics, self.health)
                 self.ops.start()

@@ -23,7 +23,8 @@ from worker.serve.lane import InferenceFailed, Lane, Overloaded, Unavailable
 from worker.settings import Batching, Http, Input
 
 if TYPE_CHECKING:
-    from worker.metrics import HealthState, WorkerMetrics
+    from worker.health import HealthState
+    from worker.metrics import WorkerMetrics
     from worker.model.runtime import SentimentModel
     from worker.stream.batcher import InferQueue
 

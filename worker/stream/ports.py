@@ -3,7 +3,7 @@
 :class:`Model` is what every stage, the hot swap (``swap.py``), the circuit breaker (``guard.py``), the HTTP API and
 shadow mode use of a model: :class:`worker.model.runtime.SentimentModel` implements it, and loading one is
 ``worker/model/``'s job (``worker/app.py`` hands the loaded model in), so nothing under ``worker/stream/`` imports
-ONNX Runtime. :class:`worker.metrics.WorkerMetrics` and :class:`worker.metrics.HealthState` implement the
+ONNX Runtime. :class:`worker.metrics.WorkerMetrics` and :class:`worker.health.HealthState` implement the
 reporting Protocols; a worker built without them (tests, benchmarks) gets :class:`NullMetrics` / :class:`NullHealth`.
 Each Protocol lists exactly what the pipeline uses, nothing more.
 """

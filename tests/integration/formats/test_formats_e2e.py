@@ -205,7 +205,7 @@ def test_avro_through_the_schema_registry_in_and_out_with_bad_records_dead_lette
 def test_registry_down_means_not_ready_nothing_committed_no_dead_letters_then_it_recovers(
     broker, topic_name, tiny_onnx_dir, model, registry
 ) -> None:
-    from worker.metrics import HealthState
+    from worker.health import HealthState
     from worker.stream.runner import Runner
 
     bootstrap = broker.bootstrap

@@ -49,7 +49,8 @@ import json, urllib.request
 from worker.cli import build_parser
 build_parser()
 import worker.app, worker.serve.service
-from worker.metrics import HealthState, WorkerMetrics
+from worker.health import HealthState
+from worker.metrics import WorkerMetrics
 from worker.model.errors import ExtraNotInstalledError
 from worker.serve.front import Servers
 from worker.settings import load_settings

@@ -49,7 +49,8 @@ def test_the_runner_sizes_batches_by_its_models_provider(provider: str, sizes: t
 
 
 def test_the_http_service_reports_the_sizes_of_its_models_provider() -> None:
-    from worker.metrics import HealthState, WorkerMetrics
+    from worker.health import HealthState
+    from worker.metrics import WorkerMetrics
     from worker.serve.service import Service
 
     settings = load_settings(device="cuda", max_wait_ms=5)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import pytest
 
 from tests.unit.stream.helpers import FakeModel, item
-from worker.metrics import HealthState
+from worker.health import HealthState
 from worker.model.runtime import InferenceResult
 from worker.settings import SettingsError, load_settings
 from worker.stream.batcher import InferQueue

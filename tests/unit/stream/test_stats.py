@@ -7,7 +7,8 @@ import inspect
 import pytest
 
 from tests.unit.stream.helpers import FakeModel, Rec
-from worker.metrics import HealthState, WorkerMetrics
+from worker.health import HealthState
+from worker.metrics import WorkerMetrics
 from worker.settings import load_settings
 from worker.stream.ports import HealthReporter, NullHealth, NullMetrics, PipelineMetrics
 from worker.stream.runner import Runner
