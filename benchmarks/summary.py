@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from benchmarks.suite import BenchConfig
+    from benchmarks.config import BenchConfig
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

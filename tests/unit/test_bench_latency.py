@@ -102,7 +102,7 @@ def test_write_saves_the_numbers_the_report_and_a_plot(tmp_path: Path) -> None:
 
 
 def test_the_bench_command_has_a_latency_mode_and_names_its_folder_by_date_and_cpu() -> None:
-    from benchmarks.suite import MODES, BenchConfig
+    from benchmarks.config import MODES, BenchConfig
     from worker.cli.bench_cmds import _default_folder
 
     assert "latency" in MODES
