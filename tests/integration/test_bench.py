@@ -102,11 +102,21 @@ def test_bench_quick_writes_a_report(tmp_path: Path) -> None:
     summary = results["summary"]["per_model"]["tiny"]
     assert summary["ours_over_naive"] is not None
     assert summary["ours_over_model_only"] is not None
+    # Latency against load (bench --mode latency, part of all): every load delivered, its percentiles and targets.
+    latency = results["latency"]
+    assert [p["fraction"] for p in latency["loads"]] == [0.1, 0.25, 0.5, 0.75, 0.9]
+    for load in latency["loads"]:
+        assert load["complete"] and load["end_to_end"]["p99_ms"] > 0 and load["in_worker"]["count"] == load["sent"]
+    assert latency["saturation"]["msgs_per_s"] > 0 and latency["model_only"]["batch8_ms"] > 0
+    assert all(t["met"] is not None for t in latency["targets"]), latency["targets"]
+    assert "## Latency against load" in (output / "latency.md").read_text(encoding="utf-8")
+    assert json.loads((output / "latency.json").read_text(encoding="utf-8"))["loads"]
 
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         assert "no plots" in markdown
     else:
-        for plot in ("throughput_vs_batch.png", "latency_cdf.png", "lag_over_time.png", "padding_waste.png"):
+        plots = ("throughput_vs_batch.png", "latency_cdf.png", "lag_over_time.png", "padding_waste.png", "latency.png")
+        for plot in plots:
             assert (output / plot).stat().st_size > 0, plot
