@@ -38,7 +38,7 @@ from worker.stream.batcher import InferQueue
 from worker.stream.guard import Breaker
 from worker.stream.ports import BatchTracer, InferenceResult, Model, NullBatchTracer
 from worker.stream.stats import RunStats
-from worker.stream.swap import ModelSlot
+from worker.stream.swap import ModelSlot, scorer_of
 from worker.stream.types import Item, Scored, Scorer
 
 log = get_logger(__name__)
@@ -96,7 +96,7 @@ class InferStage:
         tracer: BatchTracer | None = None,
     ) -> None:
         self.model = slot.model if slot is not None else model
-        self.scorer = slot.scorer if slot is not None else Scorer.of(model)
+        self.scorer = slot.scorer if slot is not None else scorer_of(model)
         self.slot = slot
         self.on_scored = on_scored
         self.breaker = breaker

@@ -26,12 +26,17 @@ log = get_logger(__name__)
 Switched = Callable[[Model, Model], None]  # (old model, new model), called on the thread that switched
 
 
+def scorer_of(model: Model) -> Scorer:
+    """What the encoder writes of the model that scored a batch: its labels and meta."""
+    return Scorer(tuple(model.labels), dict(model.model_meta()))
+
+
 class ModelSlot:
     """The serving model (:attr:`model`, :attr:`scorer`) and at most one candidate offered to replace it."""
 
     def __init__(self, model: Model) -> None:
         self.model = model
-        self.scorer = Scorer.of(model)
+        self.scorer = scorer_of(model)
         self.swaps = 0
         self._offered: tuple[Model, Switched | None] | None = None
         self._lock = threading.Lock()
@@ -66,7 +71,7 @@ class ModelSlot:
         if offered is None:
             return None
         model, on_switched = offered
-        old, self.model, self.scorer = self.model, model, Scorer.of(model)
+        old, self.model, self.scorer = self.model, model, scorer_of(model)
         self.swaps += 1
         if on_switched is not None:
             try:

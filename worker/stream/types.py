@@ -7,14 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from worker.records import ErrorType
-
-if TYPE_CHECKING:
-    from worker.stream.ports import Model
 
 
 class SourceRecord(Protocol):
@@ -64,14 +61,10 @@ class Item:
 @dataclass(frozen=True, slots=True, eq=False)
 class Scorer:
     """The model that scored a batch, as the encoder writes it: its labels (the columns of the probabilities) and
-    its meta (id, revision, onnx_sha256, precision, provider: ``sentiment_meta.model``)."""
+    its meta (id, revision, onnx_sha256, precision, provider: ``sentiment_meta.model``): ``swap.scorer_of``."""
 
     labels: tuple[str, ...]
     meta: dict[str, Any]
-
-    @classmethod
-    def of(cls, model: Model) -> Scorer:
-        return cls(tuple(model.labels), dict(model.model_meta()))
 
 
 # What the inference stage hands to the encode stage: items, their probabilities (one row per item) and the model
