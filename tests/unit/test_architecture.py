@@ -122,8 +122,8 @@ def test_every_cited_document_is_in_the_repository() -> None:
 
 
 # ---- the import graph of the project's packages ----------------------------------------------------------------
-# Every import statement counts (at module level or inside a function: a lazy import is still a dependency), except
-# those under ``if TYPE_CHECKING:``, which never run.
+# Every import statement counts: at module level, inside a function (a lazy import is still a dependency) and under
+# ``if TYPE_CHECKING:`` (a circle of type annotations still ties the modules together).
 PROJECT = ("worker", "training", "devtools", "benchmarks")
 
 
@@ -135,23 +135,6 @@ def _module_name(path: Path) -> str:
 MODULES = {
     _module_name(p): p for pkg in PROJECT for p in sorted((REPO / pkg).rglob("*.py")) if "__pycache__" not in p.parts
 }
-
-
-def _runtime_import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
-    found: list[ast.Import | ast.ImportFrom] = []
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.orelse:
-                visit(child)
-            return
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            found.append(node)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(tree)
-    return found
 
 
 def _resolve(name: str) -> str | None:
@@ -167,7 +150,9 @@ def _dependencies(module: str) -> tuple[set[str], set[str]]:
     project: set[str] = set()
     external: set[str] = set()
     package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-    for node in _runtime_import_nodes(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         else:
