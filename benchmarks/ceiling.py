@@ -209,7 +209,7 @@ def pipeline_ceiling(
             traced = {
                 name: {"topic": traced_topic, "env": tracing.env_for(name, sink)} for name in tracing.TRACING_VARIANTS
             }
-            found["null_tracer"] = tracing.null_tracer_cost()
+            found["null_tracer"] = tracing.costs_alone()
         _run_variants(bootstrap, topic, model_dir, texts, total, variants, worker_settings, results,
                       format_topics, registry_url, traced)  # fmt: skip
         if sink is not None:  # what worker_otel exported

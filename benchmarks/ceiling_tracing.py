@@ -10,8 +10,9 @@ tracing off), in the same run:
   model batch with a link per record, exported over OTLP/HTTP to a stand-in collector in the benchmark's process
   (:class:`OtlpSink`: it counts the bytes and answers 200; its CPU is not the worker's).
 
-With tracing off, what the worker adds to a model batch is one call of the no-op tracer: :func:`null_tracer_cost`
-measures it alone (ns per call, best of 5), reported beside the worker's CPU per message.
+With tracing off, what the worker adds to a model batch is one call of the no-op tracer, and to a record with headers
+a scan for ``traceparent`` (and, if valid, writing the child): :func:`costs_alone` measures both alone (ns, best of
+5), reported beside the worker's CPU per message.
 """
 
 from __future__ import annotations
@@ -100,6 +101,32 @@ def env_for(variant: str, sink: OtlpSink | None) -> dict[str, str]:
             "OTEL_SERVICE_NAME": "sentiment-worker-bench",
         }
     return {"OTEL_TRACES_EXPORTER": "none"}
+
+
+def costs_alone() -> dict[str, Any]:
+    """What the worker's own tracing code costs, alone: the no-op tracer per batch, and writing the child
+    traceparent per record (the encoder's :func:`~worker.tracing.context.propagate` on a traced record's headers)."""
+    return {**null_tracer_cost(), **propagate_cost()}
+
+
+def propagate_cost(records: int = 4_096, repeats: int = 5) -> dict[str, float]:
+    """ns per traced record of :func:`~worker.tracing.context.propagate` (best of ``repeats``), and per record with
+    headers but no traceparent (the scan alone)."""
+    from worker.tracing.context import propagate
+
+    traced = [[*headers(n), ("id", b"x")] for n in range(records)]
+    plain = [[("id", b"x"), ("source", b"y")] for _ in range(records)]
+    out: dict[str, float] = {}
+    for name, lists in (("propagate_ns_per_traced_record", traced), ("propagate_ns_per_plain_record", plain)):
+        best = float("inf")
+        for _ in range(repeats):
+            copies = [list(h) for h in lists]
+            start = time.perf_counter_ns()
+            for h in copies:
+                propagate(h)
+            best = min(best, (time.perf_counter_ns() - start) / records)
+        out[name] = round(best, 1)
+    return out
 
 
 def null_tracer_cost(batch_size: int = 64, calls: int = 200_000, repeats: int = 5) -> dict[str, float]:

@@ -62,3 +62,25 @@ def test_null_tracer_cost_and_the_report() -> None:
     }
     text = "\n".join(ceiling_report.markdown({"pipeline_ceiling": section}))
     assert "worker_otel" in text and "no-op tracer" in text and "12 OTLP requests" in text
+
+
+def test_tracing_cost_summary_takes_medians_and_per_round_ratios() -> None:
+    from benchmarks.tracing_cost import markdown, summary
+
+    def round_(worker: float, traced: float, otel: float) -> dict:
+        cell = lambda cpu: {"cpu_us_per_msg": cpu, "msgs_per_s": 1e6 / cpu}  # noqa: E731
+        return {
+            "variants": {"worker": cell(worker), "worker_traceparent": cell(traced), "worker_otel": cell(otel)},
+            "null_tracer": {"ns_per_batch": 200.0, "ns_per_msg": 3.125, "batch_size": 64},
+            "otlp_sink": {"requests": 3, "bytes": 1000},
+        }
+
+    rounds = [round_(100, 104, 150), round_(110, 112, 160), round_(90, 95, 140)]
+    s = summary(rounds)
+    assert s["variants"]["worker"]["cpu_us_per_msg"] == 100
+    assert s["cpu_ratios"]["traceparent_over_worker"]["rounds"] == [1.04, 1.018, 1.056]
+    assert s["cpu_ratios"]["traceparent_over_worker"]["median"] == 1.04
+    assert s["null_tracer_share_of_worker_cpu"] == pytest.approx(3.125e-3 / 100, rel=0.01)
+    results = {"summary": s, "rounds": rounds, "model": {"label": "m"}, "records": 40_000, "seconds": 60.0}
+    text = markdown(results)
+    assert "| worker |" in text and "1.040×" in text and "3 requests" in text

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -34,8 +34,7 @@ _ZERO_SPAN = b"0" * 16
 _OWS = b" \t"
 
 
-@dataclass(frozen=True, slots=True)
-class TraceParent:
+class TraceParent(NamedTuple):
     """A valid ``traceparent``: ids as lower-case hex (as written in the header), flags as an int."""
 
     trace_id: str
@@ -50,8 +49,8 @@ class TraceParent:
         return f"00-{self.trace_id}-{self.span_id}-{self.flags:02x}".encode()
 
 
-def parse_traceparent(value: bytes | str | None) -> TraceParent | None:
-    """The traceparent in ``value``, or None when it is not a valid one (never raises)."""
+def _match(value: bytes | str | None) -> re.Match[bytes] | None:
+    """The fields of a valid traceparent (version, trace id, parent id, flags, rest), else None; never raises."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -63,24 +62,33 @@ def parse_traceparent(value: bytes | str | None) -> TraceParent | None:
             value = bytes(value)
         except (TypeError, ValueError):
             return None
-    value = value.strip(_OWS)
-    match = _TRACEPARENT.fullmatch(value)
+    match = _TRACEPARENT.fullmatch(value.strip(_OWS))
     if match is None:
         return None
-    version, trace_id, span_id, flags, rest = match.groups()
+    version, trace_id, span_id, _flags, rest = match.groups()
     if version == b"ff" or (version == b"00" and rest is not None):
         return None  # version 00 has exactly four fields; ff is forbidden
     if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
-    return TraceParent(trace_id.decode(), span_id.decode(), int(flags, 16))
+    return match
+
+
+def parse_traceparent(value: bytes | str | None) -> TraceParent | None:
+    """The traceparent in ``value``, or None when it is not a valid one (never raises)."""
+    match = _match(value)
+    if match is None:
+        return None
+    return TraceParent(match.group(2).decode(), match.group(3).decode(), int(match.group(4), 16))
+
+
+def _span_bits() -> int:
+    """64 random bits, never all zeros (as OpenTelemetry's SDK makes span ids: ``random.getrandbits``)."""
+    return random.getrandbits(64) or 1
 
 
 def new_span_id() -> str:
-    """16 lower-case hex digits, never all zeros (as OpenTelemetry's SDK makes them: ``random.getrandbits``)."""
-    while True:
-        bits = random.getrandbits(64)
-        if bits:
-            return f"{bits:016x}"
+    """16 lower-case hex digits, never all zeros."""
+    return f"{_span_bits():016x}"
 
 
 def child_of(parent: TraceParent) -> TraceParent:
@@ -130,10 +138,10 @@ def parse_tracestate(value: str | None) -> list[tuple[str, str]] | None:
     return pairs if len(pairs) <= MAX_TRACESTATE_MEMBERS else None
 
 
-def propagate(headers: list[tuple[str, bytes]]) -> TraceParent | None:
+def propagate(headers: list[tuple[str, bytes]]) -> bytes | None:
     """Rewrite the one valid ``traceparent`` in ``headers`` (an output record's, in place) to a child: same
-    trace id and flags, a new span id; ``tracestate`` and the rest are left as they are. The child written, or
-    None (no traceparent, an invalid one, or several: ``headers`` unchanged)."""
+    trace id and flags, a new span id; ``tracestate`` and the rest are left as they are. The child header written,
+    or None (no traceparent, an invalid one, or several: ``headers`` unchanged)."""
     at = -1
     for i, (name, _value) in enumerate(headers):
         if name == TRACEPARENT:
@@ -142,9 +150,9 @@ def propagate(headers: list[tuple[str, bytes]]) -> TraceParent | None:
             at = i
     if at < 0:
         return None
-    parent = parse_traceparent(headers[at][1])
-    if parent is None:
+    match = _match(headers[at][1])
+    if match is None:
         return None
-    child = child_of(parent)
-    headers[at] = (TRACEPARENT, child.header())
+    child = b"00-%b-%016x-%b" % (match.group(2), _span_bits(), match.group(4))
+    headers[at] = (TRACEPARENT, child)
     return child
