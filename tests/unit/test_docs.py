@@ -1,7 +1,8 @@
 """The docs match the code and the committed results.
 
 - docs/settings.md holds the table `sentiment-worker settings --markdown` prints, unchanged;
-- every relative link in README.md, docs/*.md and the benchmark READMEs resolves (file, and heading anchor);
+- every relative link in README.md, docs/*.md and the benchmark READMEs resolves (file, and heading anchor), every
+  file path they name in a code span exists, and every metric the operating pages name is registered;
 - every number on docs/performance.md (and in the README's Performance section) appears in a committed result the
   section links: a figure typed by hand, or left behind after a re-run, fails.
 """
@@ -102,6 +103,37 @@ def test_file_paths_named_in_code_spans_exist(doc: Path) -> None:
     named = {m.group(1).rstrip("./") for m in PATH_IN_CODE.finditer(text)}
     missing = sorted(p for p in named if not (ROOT / p).exists())
     assert not missing, f"{doc.relative_to(ROOT)} names paths that don't exist: {missing}"
+
+
+METRIC_PAGES = ["operating.md", "http-api.md", "rollout.md", "web-app.md", "guarantees.md"]
+SERIES_SUFFIXES = {"counter": ("_total",), "info": ("_info",), "histogram": ("", "_bucket", "_sum", "_count")}
+
+
+def _registered_metrics() -> set[str]:
+    from prometheus_client import CollectorRegistry
+
+    from worker.metrics import WorkerMetrics
+    from worker.rollout.metrics import RolloutMetrics, ShadowMetrics
+    from worker.serve.http_metrics import HttpMetrics
+
+    registry = CollectorRegistry()
+    for metrics in (WorkerMetrics, RolloutMetrics, ShadowMetrics, HttpMetrics):
+        metrics(registry)
+    names = {f.name + s for f in registry.collect() for s in SERIES_SUFFIXES.get(f.type, ("",))}
+    # the supervisor's series are made at scrape time from its state (worker/supervisor/observe.py)
+    return names | {"sentiment_worker_processes", "sentiment_worker_process_restarts_total"}
+
+
+def test_metrics_the_docs_name_are_registered() -> None:
+    """A metric renamed or dropped in the code leaves no stale name in the operating docs (families written with a
+    wildcard, `sentiment_http_*`, and the record field `sentiment_meta` are not metric names)."""
+    named = set()
+    for page in METRIC_PAGES:
+        text = (DOCS / page).read_text(encoding="utf-8")
+        named |= {m.group(0) for m in re.finditer(r"sentiment_[a-z0-9_]*[a-z0-9](?![a-z0-9_*])", text)}
+    named -= {"sentiment_meta"}
+    assert len(named) > 20, named
+    assert not sorted(named - _registered_metrics())
 
 
 def test_the_docs_folder_is_linked_from_the_readme() -> None:
