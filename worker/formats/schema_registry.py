@@ -6,8 +6,8 @@ indexes (zig-zag varints) and the message. The schema comes from the registry by
 once per id; a reader is built per schema and kept:
 
 - **Avro**: fastavro's ``schemaless_reader`` with the writer's schema, parsed once (the library confluent-kafka's
-  ``AvroDeserializer`` runs underneath; that deserializer re-checks its caches and rules per record, ~4x the CPU
-  per record on this machine: benchmarks/results/2026-12-06-cpu-2core-formats). Named references are resolved.
+  ``AvroDeserializer`` runs underneath; that deserializer re-checks its caches and rules per record: 3.5x the CPU
+  of the read alone in benchmarks/results/2026-12-06-cpu-2core-formats). Named references are resolved.
 - **JSON Schema**: confluent-kafka's ``JSONDeserializer`` (parses and validates against the schema).
 - **Protobuf**: confluent-kafka's ``ProtobufDeserializer`` with a message class built from the registered
   descriptor (fetched ``format=serialized``), then ``MessageToDict`` (proto field names).
