@@ -77,17 +77,15 @@ class Runner:
         self.tracker = OffsetTracker()
         # source → decode → [inbox: the batcher] → infer → [out_q] → encode → sink → commit
         self.source: Source | None = None  # created by run(): subscribing starts the group membership
-        self.decoder = Decoder.from_settings(s, self.slot.tokenize)
+        self.decoder = Decoder.from_settings(  # the format; a registry outage → not ready, records read again
+            s.input, self.slot.tokenize, output=s.output, registry=s.schema_registry, labels=model.labels,
+            on_unavailable=self.health.set_input_unavailable,
+        )  # fmt: skip
         # "auto" batch sizes: by the provider the model's session got (a fallback to the CPU gets the CPU sizes)
         self.batching = b = resolve_batching(s.batching, model.provider)
         self.inbox = InferQueue.from_batching(b)
         self.out_q = Outbox(maxsize=b.queue_max_batches)
-        self.encoder = Encoder(
-            labels=model.labels,
-            model_meta=model.model_meta(),
-            output_topic=s.output_topic,
-            partitioning=s.output_partitioning,
-        )
+        self.encoder = Encoder.from_settings(s.output, labels=model.labels, model_meta=model.model_meta())
         self.sink: Sink | None = None  # one per pipeline generation, with the stage threads
         self.committer = Committer(
             self.tracker, self.metrics, interval_s=s.commit_interval_ms / 1000.0, log_interval_s=s.log_interval_s
@@ -200,6 +198,7 @@ class Runner:
             return
         self.stats.count_consumed(accepted)
         items, rejected = self.decoder.decode(accepted)
+        self.decoder.read_again(self.tracker, self.source)  # records deferred (registry down): polled again later
         assert self.sink is not None
         for bad in rejected:
             self.sink.dead_letter(bad.record, bad.error_type, bad.message)
@@ -211,11 +210,12 @@ class Runner:
         resume it when there is room again."""
         backlog = self.inbox.full() or (self.sink is not None and self.sink.acks_full())  # dead letters fill it too
         assert self.source is not None
-        if (backlog or self._infer_down.is_set()) and not self.source.paused:
+        hold = self._infer_down.is_set() or self.decoder.waiting()  # the model or the input's registry is down
+        if (backlog or hold) and not self.source.paused:
             paused = self.source.pause_all()
             self.metrics.set_paused_partitions(paused)
             log.debug("backpressure_pause", partitions=paused, waiting=len(self.inbox))
-        elif not backlog and self.source.paused and not self._stop.is_set() and not self._infer_down.is_set():
+        elif not backlog and self.source.paused and not self._stop.is_set() and not hold:
             self.source.resume_all()
             self.metrics.set_paused_partitions(0)
             log.debug("backpressure_resume")
