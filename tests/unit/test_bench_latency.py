@@ -102,13 +102,13 @@ def test_write_saves_the_numbers_the_report_and_a_plot(tmp_path: Path) -> None:
 
 
 def test_the_bench_command_has_a_latency_mode_and_names_its_folder_by_date_and_cpu() -> None:
+    from benchmarks.commands import default_folder
     from benchmarks.config import MODES, BenchConfig
-    from worker.cli.bench_cmds import _default_folder
 
     assert "latency" in MODES
     config = BenchConfig(output=Path("x"), cache_dir=Path("c"), mode="latency", quick=True)
     config.resolve_defaults()
     assert config.e2e_models, "the latency section runs on the first end-to-end model"
-    name = _default_folder("latency", datetime(2026, 12, 6, 20, 0))
+    name = default_folder("latency", datetime(2026, 12, 6, 20, 0))
     assert name.startswith("2026-12-06-cpu-") and name.endswith("core-latency")
-    assert _default_folder("all", datetime(2026, 12, 6, 20, 0, 5)) == "2026-12-06-200005"
+    assert default_folder("all", datetime(2026, 12, 6, 20, 0, 5)) == "2026-12-06-200005"
