@@ -12,10 +12,10 @@ import sys
 from typing import Any
 
 from devtools.demo_stack import DemoStack
+from webapp import run_ui
+from webapp.app import UiOptions
 from worker.observability import configure_logging
 from worker.settings import Settings, load_settings
-from worker.ui import run_ui
-from worker.ui.app import UiOptions
 
 
 def make_settings(overrides: dict[str, Any]) -> Settings:

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = [
     p
-    for folder in ("worker", "training", "devtools", "benchmarks", "tests")
+    for folder in ("worker", "training", "webapp", "devtools", "benchmarks", "tests")
     for p in sorted((REPO / folder).rglob("*.py"))
     if "__pycache__" not in p.parts
 ]
@@ -124,7 +124,7 @@ def test_every_cited_document_is_in_the_repository() -> None:
 # ---- the import graph of the project's packages ----------------------------------------------------------------
 # Every import statement counts: at module level, inside a function (a lazy import is still a dependency) and under
 # ``if TYPE_CHECKING:`` (a circle of type annotations still ties the modules together).
-PROJECT = ("worker", "training", "devtools", "benchmarks")
+PROJECT = ("worker", "training", "webapp", "devtools", "benchmarks")
 
 
 def _module_name(path: Path) -> str:
@@ -220,7 +220,7 @@ def test_the_cycle_finder_finds_a_cycle(monkeypatch: pytest.MonkeyPatch) -> None
 LAYERS: list[tuple[str, ...]] = [
     ("worker.cli", "worker.__main__"),  # parses the command line and calls one of the below
     ("devtools", "benchmarks"),  # development tools and benchmarks: they may use all of the runtime
-    ("worker.ui", "worker.supervisor", "training"),  # applications built on workers and models
+    ("webapp", "worker.supervisor", "training"),  # applications built on workers and models: the web app, N processes
     ("worker.app",),  # the assembly: builds a stream worker or the HTTP-only service from settings
     ("worker.serve", "worker.rollout", "worker.tracing"),  # the HTTP API, model roll-out, tracing
     ("worker.stream",),  # the pipeline stages and their Kafka adapters
@@ -260,15 +260,16 @@ def test_layers_name_every_module_and_the_assembly_sits_under_the_applications()
     assert _layer("worker.model.errors") > _layer("worker.model.runtime")
 
 
-def test_the_runtime_never_imports_training_nor_the_development_tools() -> None:
-    """``worker`` is what a deployment runs (the images hold only it): model building (``training``) and the
-    development tools (``devtools``) are for the command line alone, which imports them when a command needs them."""
+def test_the_runtime_never_imports_training_the_web_app_nor_the_development_tools() -> None:
+    """``worker`` is what a deployment runs (the images hold only it): model building (``training``), the web app
+    (``webapp``) and the development tools (``devtools``) are for the command line alone, which imports them when a
+    command needs them."""
     offenders = sorted(
         f"{module} → {target}"
         for module, (targets, _) in GRAPH.items()
         if module.startswith("worker.") and not module.startswith("worker.cli.")
         for target in targets
-        if target.split(".")[0] in ("training", "devtools")
+        if target.split(".")[0] in ("training", "webapp", "devtools")
     )
     assert not offenders, offenders
 

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ModuleNotFoundError as exc:  # the Docker images hold the runtime package alone
         package = (exc.name or "").partition(".")[0]
-        if package not in ("training", "devtools", "benchmarks"):
+        if package not in ("training", "webapp", "devtools", "benchmarks"):
             raise
         why = f"this command needs the {package} package, which this installation lacks (an image holds worker/ only)"
         print(f"sentiment-worker: {why}: pip install sentiment-worker", file=sys.stderr)

@@ -63,8 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from worker.ui import run_ui
-    from worker.ui.app import UiOptions
+    from webapp import run_ui
+    from webapp.app import UiOptions
 
     def make_settings(overrides: dict[str, Any]) -> Settings:
         quiet = {} if not args.demo else {

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from webapp.app import LiveApp, UiOptions
 from worker.settings import Settings, load_settings
-from worker.ui.app import LiveApp, UiOptions
 
 
 def text_of(driver: Any, element_id: str) -> str | None:

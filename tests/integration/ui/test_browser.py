@@ -31,9 +31,9 @@ from tests.support.kafka_utils import create_topic, produce_values
 from tests.support.waits import wait_for
 from tests.support.worker_process import REPO_ROOT
 from tests.support.worker_thread import worker_settings
+from webapp.classify import LocalClassifier
 from worker.app import Worker
 from worker.cli import main
-from worker.ui.classify import LocalClassifier
 
 pytestmark = pytest.mark.integration
 

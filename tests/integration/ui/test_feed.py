@@ -12,9 +12,9 @@ from devtools.broker import EmbeddedBroker
 from devtools.ports import free_port
 from tests.integration.ui.helpers import ui_settings
 from tests.support.kafka_utils import create_topic, produce_values
+from webapp.data import LiveStats
+from webapp.feed import TopicFeed
 from worker.records import DeadLetter, ErrorType
-from worker.ui.data import LiveStats
-from worker.ui.feed import TopicFeed
 
 pytestmark = pytest.mark.integration
 

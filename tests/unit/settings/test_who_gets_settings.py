@@ -20,8 +20,6 @@ ASSEMBLY = {
     "worker/supervisor/__init__.py": "`run --processes N`: plans the processes, hands each child every setting",
     "worker/supervisor/child.py": "a child process rebuilds its Settings and runs the assembly",
     "worker/stream/runner.py": "wires the stream stages, handing each its section",
-    "worker/ui/__init__.py": "`ui`: the web app's entry",
-    "worker/ui/app.py": "assembles the web app (feed, classifier)",
 }
 
 

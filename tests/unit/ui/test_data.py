@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from worker.records import DLQ_HEADER_ERROR_TYPE, DeadLetter, EnrichedRecord, ErrorType
-from worker.ui.data import (
+from webapp.data import (
     LiveRecord,
     LiveStats,
     dead_letter_reason,
@@ -19,6 +18,7 @@ from worker.ui.data import (
     percentile,
     throughput,
 )
+from worker.records import DLQ_HEADER_ERROR_TYPE, DeadLetter, EnrichedRecord, ErrorType
 
 pytestmark = pytest.mark.unit
 

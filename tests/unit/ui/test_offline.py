@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from worker.ui.offline import NoExternalResources, strip_external
+from webapp.offline import NoExternalResources, strip_external
 
 pytestmark = pytest.mark.unit
 

@@ -14,12 +14,10 @@ from typing import ClassVar
 import pytest
 
 from tests.support.blocked_imports import REPO
-from worker.cli import build_parser, main
-from worker.serve.front import HTTP_PACKAGES
-from worker.ui.classify import ClassifyError, HttpClassifier, Verdict, classify_text
-from worker.ui.data import LiveRecord, LiveStats
-from worker.ui.feed import LagFeed, Status
-from worker.ui.page import (
+from webapp.classify import ClassifyError, HttpClassifier, Verdict, classify_text
+from webapp.data import LiveRecord, LiveStats
+from webapp.feed import LagFeed, Status
+from webapp.page import (
     UI_PACKAGES,
     mix_frame,
     records_html,
@@ -29,6 +27,8 @@ from worker.ui.page import (
     try_it_html,
     verdict_html,
 )
+from worker.cli import build_parser, main
+from worker.serve.front import HTTP_PACKAGES
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.support.blocked_imports import REPO
-from worker.ui.app import UiOptions
+from webapp.app import UiOptions
 
 pytestmark = pytest.mark.unit
 
@@ -45,7 +45,7 @@ def test_requirements_are_the_projects_pins() -> None:
 
 
 def test_app_runs_the_ui_demo_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.ui
+    import webapp
 
     calls: list[tuple[Any, UiOptions]] = []
 
@@ -53,7 +53,7 @@ def test_app_runs_the_ui_demo_entry_point(monkeypatch: pytest.MonkeyPatch) -> No
         calls.append((make_settings, options))
         return 0
 
-    monkeypatch.setattr(worker.ui, "run_ui", fake_run_ui)
+    monkeypatch.setattr(webapp, "run_ui", fake_run_ui)
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
     with pytest.raises(SystemExit) as exited:
         runpy.run_path(str(SPACE / "app.py"), run_name="__main__")

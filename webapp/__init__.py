@@ -12,16 +12,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from webapp.app import UiOptions
     from worker.settings import Settings
-    from worker.ui.app import UiOptions
 
 
 def run_ui(make_settings: Callable[[dict[str, Any]], Settings], options: UiOptions, out: TextIO) -> int:
-    """See :func:`worker.ui.app.run_ui` (imported lazily: the data side needs no Gradio)."""
-    from worker.ui.page import gradio, require_ui
+    """See :func:`webapp.app.run_ui` (imported lazily: the data side needs no Gradio)."""
+    from webapp.page import gradio, require_ui
 
     require_ui()
     gradio()  # a Gradio that can't be imported is named now, before anything is started
-    from worker.ui.app import run_ui as run
+    from webapp.app import run_ui as run
 
     return int(run(make_settings, options, out))

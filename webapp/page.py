@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from worker.ui.classify import ClassifyError, Verdict
-from worker.ui.data import Snapshot
-from worker.ui.feed import Status
+from webapp.classify import ClassifyError, Verdict
+from webapp.data import Snapshot
+from webapp.feed import Status
 
 if TYPE_CHECKING:
     import pandas as pd

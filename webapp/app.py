@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self, TextIO
 
+from webapp.classify import Classifier, HttpClassifier, LocalClassifier, classify_text
+from webapp.data import LiveStats
+from webapp.feed import LagFeed, Status, TopicFeed
+from webapp.page import build_blocks, render, try_it_html
 from worker.observability import get_logger, redact_secrets
 from worker.settings import Settings
-from worker.ui.classify import Classifier, HttpClassifier, LocalClassifier, classify_text
-from worker.ui.data import LiveStats
-from worker.ui.feed import LagFeed, Status, TopicFeed
-from worker.ui.page import build_blocks, render, try_it_html
 
 log = get_logger(__name__)
 
@@ -86,7 +86,7 @@ class LiveApp:
         return [self.feed.status] + ([self.lag.status] if self.lag is not None else [])
 
     def refresh(self) -> tuple[Any, ...]:
-        from worker.ui.page import gradio
+        from webapp.page import gradio
 
         lags = self.lag.lags if self.lag is not None else None
         now = time.time()
@@ -115,7 +115,7 @@ class LiveApp:
     def _launch(self, port: int) -> None:
         from starlette.middleware import Middleware
 
-        from worker.ui.offline import NoExternalResources
+        from webapp.offline import NoExternalResources
 
         self.blocks.launch(
             server_name=self.options.host,

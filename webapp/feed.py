@@ -1,4 +1,4 @@
-"""The web app's background readers: Kafka topics into :class:`~worker.ui.data.LiveStats`, and a worker's
+"""The web app's background readers: Kafka topics into :class:`~webapp.data.LiveStats`, and a worker's
 ``/metrics`` for consumer lag. Each runs on a daemon thread and publishes a :class:`Status` the page shows; nothing
 they meet stops them (an unreachable broker, a missing topic, a worker that does not answer): they say so, wait and
 try again, and recover when the thing comes back.
@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from webapp.data import LiveStats, dead_letter_reason, parse_enriched, parse_lag
 from worker.observability import get_logger
 from worker.settings import Kafka
-from worker.ui.data import LiveStats, dead_letter_reason, parse_enriched, parse_lag
 
 log = get_logger(__name__)
 
