@@ -6,27 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from worker.cli.common import add_common_flags, add_settings_flags, settings_from_args
+from worker.cli.common import KAFKA_CONNECTION, LOGGING, add_common_flags, add_settings_flags, settings_from_args
 
-_LOG_FIELDS = ("log_format", "log_level")
 _PRODUCE_FIELDS = (
-    "bootstrap_servers",
-    "client_id",
-    "security_protocol",
-    "sasl_mechanism",
-    "sasl_username",
-    "sasl_password",
-    "ssl_cafile",
-    "ssl_certfile",
-    "ssl_keyfile",
-    "ssl_password",
-    "ssl_check_hostname",
-    "compression_type",
-    "linger_ms",
-    "producer_max_request_size",
+    *KAFKA_CONNECTION,
+    *("compression_type", "linger_ms", "producer_max_request_size"),
     "text_field",
-    "log_format",
-    "log_level",
+    *LOGGING,
 )
 
 
@@ -40,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     broker.add_argument("--port", type=int, default=None, help="Port to listen on (default: a free port).")
     add_common_flags(broker)
-    add_settings_flags(broker, _LOG_FIELDS)
+    add_settings_flags(broker, LOGGING)
     broker.set_defaults(func=cmd_broker)
 
     produce = sub.add_parser(

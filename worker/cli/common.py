@@ -17,6 +17,22 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Settings flags several commands share: the Kafka connection, and logging.
+KAFKA_CONNECTION = (
+    "bootstrap_servers",
+    "client_id",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_password",
+    "ssl_check_hostname",
+)
+LOGGING = ("log_format", "log_level")
+
 # Extra spellings of some flags (the issue tracker's examples use --model-dir for a local model folder).
 FLAG_ALIASES: dict[str, tuple[str, ...]] = {"model": ("--model-dir",)}
 

@@ -7,31 +7,15 @@ import os
 import sys
 from typing import Any
 
-from worker.cli.common import add_common_flags, add_settings_flags, settings_from_args
+from worker.cli.common import KAFKA_CONNECTION, LOGGING, add_common_flags, add_settings_flags, settings_from_args
 from worker.settings import Settings
 
 UI_SETTINGS = [
-    "bootstrap_servers",
-    "security_protocol",
-    "sasl_mechanism",
-    "sasl_username",
-    "sasl_password",
-    "ssl_cafile",
-    "ssl_certfile",
-    "ssl_keyfile",
-    "ssl_password",
-    "ssl_check_hostname",
-    "client_id",
+    *KAFKA_CONNECTION,
     "text_field",
     "http_api_key",
-    "model",
-    "precision",
-    "device",
-    "threads",
-    "max_length",
-    "cache_dir",
-    "log_format",
-    "log_level",
+    *("model", "precision", "device", "threads", "max_length", "cache_dir"),
+    *LOGGING,
 ]
 
 
