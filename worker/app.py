@@ -268,17 +268,12 @@ class HttpOnly(_Assembly):
         from worker.stream.batcher import InferQueue
         from worker.stream.guard import Breaker, start_stage_threads
         from worker.stream.infer import InferStage
+        from worker.stream.ports import model_info
         from worker.stream.stats import RunStats
         from worker.stream.swap import ModelSlot
 
         s = self.settings
-        self.metrics.set_model_info(
-            model_id=model.model_id,
-            revision=model.revision,
-            provider=model.provider,
-            precision=model.precision,
-            sha256=model.sha256,
-        )
+        self.metrics.set_model_info(**model_info(model))
         batching = resolve_batching(s.batching, model.provider)  # "auto": by the session's provider
         self._inbox = inbox = InferQueue.from_batching(batching)
         slot = ModelSlot(model)

@@ -35,6 +35,7 @@ from worker.observability import get_logger
 from worker.rollout.gate import GatePolicy, check, load_canary, predicted_labels
 from worker.rollout.metrics import RolloutMetrics
 from worker.settings import Inference, ModelRollout
+from worker.stream.ports import model_info
 from worker.stream.swap import ModelSlot
 
 log = get_logger(__name__)
@@ -264,8 +265,7 @@ class Rollout:
 
         def on_switched(old: Any, new: Any) -> None:  # on the inference thread, at a batch boundary
             if self.metrics is not None:
-                self.metrics.set_model_info(model_id=new.model_id, revision=new.revision, provider=new.provider,
-                                            precision=new.precision, sha256=new.sha256)  # fmt: skip
+                self.metrics.set_model_info(**model_info(new))
             if self.counters is not None:
                 self.counters.swaps.inc()
             log.info("model_swapped", trigger=trigger, previous_sha256=old.sha256, sha256=new.sha256,

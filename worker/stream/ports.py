@@ -56,6 +56,12 @@ class Model(Protocol):
     def reload(self) -> None: ...  # a new session on the same files (the circuit breaker's rebuild)
 
 
+def model_info(model: Model) -> dict[str, Any]:
+    """What the metrics show of the model in use (``PipelineMetrics.set_model_info``: ``sentiment_model``)."""
+    keys = ("model_id", "revision", "provider", "precision", "sha256")
+    return {key: getattr(model, key) for key in keys}
+
+
 class PipelineMetrics(Protocol):
     def set_model_info(
         self, *, model_id: str, revision: str | None, provider: str, precision: str, sha256: str

@@ -37,7 +37,7 @@ from worker.stream.encode import Encoder, EncodeStage, OutRecord
 from worker.stream.guard import Breaker, start_stage_threads
 from worker.stream.infer import InferStage, Outbox
 from worker.stream.offsets import OffsetTracker
-from worker.stream.ports import BatchTracer, HealthReporter, Model, NullHealth, NullMetrics, PipelineMetrics
+from worker.stream.ports import BatchTracer, HealthReporter, Model, NullHealth, NullMetrics, PipelineMetrics, model_info
 from worker.stream.sink import Sink
 from worker.stream.source import Source
 from worker.stream.stats import RunStats
@@ -104,13 +104,7 @@ class Runner:
         self._infer_down = threading.Event()  # the model's session is failing and being rebuilt: consume nothing
         self._backoff = RestartBackoff()
         self._deadline: Deadline | None = None  # the shutdown's, once it started
-        self.metrics.set_model_info(
-            model_id=model.model_id,
-            revision=model.revision,
-            provider=model.provider,
-            precision=model.precision,
-            sha256=model.sha256,
-        )
+        self.metrics.set_model_info(**model_info(model))
         self.health.set_model_loaded(True)
 
     @property
