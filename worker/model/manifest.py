@@ -93,9 +93,3 @@ def is_exported_dir(path: Path | str) -> bool:
     except (OSError, ValueError):
         return False
     return onnx_path(path, manifest).is_file() and (path / CONFIG_NAME).is_file()
-
-
-def is_hf_model_dir(path: Path | str) -> bool:
-    """A Hugging Face model folder (``config.json``) that is not an exported dir."""
-    path = Path(path)
-    return path.is_dir() and (path / CONFIG_NAME).is_file() and not manifest_path(path).is_file()

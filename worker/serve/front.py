@@ -18,7 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from worker.model.errors import extra_imports, missing_distributions, require_extra
+from worker.model.errors import extra_imports, require_extra
 from worker.observability import get_logger
 from worker.settings import Batching, Http, Input, Observability
 
@@ -37,9 +37,6 @@ HTTP_PACKAGES: tuple[str, ...] = ("fastapi", "starlette", "uvicorn")
 SERVE_DEFAULT_PORT = 8080
 START_TIMEOUT_S = 15.0
 
-
-def http_extra_installed() -> bool:
-    return not missing_distributions(HTTP_PACKAGES)
 
 
 class HttpServer:
