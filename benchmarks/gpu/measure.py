@@ -1,5 +1,6 @@
-"""Model-only measurements of the GPU check: seq/s by batch size, the runtime's GPU switches side by side, the fp16
-validation, and GPU utilisation sampled with ``nvidia-smi`` while each runs."""
+"""Model-only measurements of the GPU check: seq/s by batch size, whether fp32 runs as TF32, the runtime's GPU
+switches side by side, the fp16 validation, and GPU utilisation sampled with ``nvidia-smi`` while each runs. Every
+cell is guarded: one that fails is a row with its error, the others still run."""
 
 from __future__ import annotations
 
@@ -119,7 +120,11 @@ def model_only(
 
     rows: list[dict[str, Any]] = []
     for precision, directory in exports.items():
-        model = SentimentModel.load(directory, device=device)  # type: ignore[arg-type]
+        try:
+            model = SentimentModel.load(directory, device=device)  # type: ignore[arg-type]
+        except Exception as exc:
+            rows.append({"precision": precision, "error": f"load: {type(exc).__name__}: {exc}"[:300]})
+            continue
         for name, texts in datasets.items():
             ids, _ = model.tokenize(cycle(texts, max(4 * max(batches), 256)))
             for batch in batches:
@@ -127,17 +132,23 @@ def model_only(
                     rows.append({"precision": precision, "dataset": name, "batch": batch, "skipped": "time budget"})
                     continue
                 start = time.monotonic()
-                cell = time_calls(model, ids, batch, seconds)
+                cell = guarded(time_calls, model, ids, batch, seconds, row={"batch": batch})
                 rows.append(
                     {"precision": precision, "dataset": name, **cell, **sampler.window(start, time.monotonic())}
                 )
     return rows
 
 
+def guarded(measure: Any, *args: Any, row: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``measure(*args)``'s row, or ``row`` with the error: one failing cell costs one row."""
+    try:
+        return dict(measure(*args))
+    except Exception as exc:
+        return {**(row or {}), "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain (session.run, no buckets)": {"shape_buckets": False, "io_binding": False},
-    "buckets only": {"shape_buckets": True, "io_binding": False},
-    "io binding only": {"shape_buckets": False, "io_binding": True},
     "buckets + io binding (default on CUDA)": {"shape_buckets": True, "io_binding": True},
     "buckets + io binding + cuda graph": {"shape_buckets": True, "io_binding": True, "cuda_graph": True},
 }
@@ -161,9 +172,70 @@ def variants(
         ids, _ = model.tokenize(cycle(texts, max(4 * max(batches), 256)))
         for batch in batches:
             start = time.monotonic()
-            cell = time_calls(model, ids, batch, seconds)
+            cell = guarded(time_calls, model, ids, batch, seconds, row={"batch": batch})
             rows.append({"variant": name, **active, **cell, **sampler.window(start, time.monotonic())})
     return rows
+
+
+def compute_capability() -> float | None:
+    """The GPU's compute capability (``nvidia-smi``), e.g. 9.0; None without one."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
+                         text=True)  # fmt: skip
+    try:
+        return float(out.stdout.split()[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def tf32(fp32_dir: Path, texts: list[str], *, batch: int, seconds: float, sampler: GpuSampler) -> dict[str, Any]:
+    """Whether fp32 runs as TF32 on CUDA: the ``use_tf32`` option of the worker's own session (ONNX Runtime's
+    default, which the runtime leaves alone), and the same padded batch with ``use_tf32`` 1 and 0: seq/s and max
+    |Δlogit| against fp32 on the CPU (TF32 rounds matmul inputs to 10 mantissa bits: ~1e-3 rather than ~1e-6)."""
+    import onnxruntime as ort
+
+    from worker.model.buckets import pad_batch
+    from worker.model.gpu import CPU, CUDA, cuda_provider_options, session_options
+    from worker.model.runtime import SentimentModel
+
+    model = SentimentModel.load(fp32_dir, device="cuda")
+    option = model._session.get_provider_options().get(CUDA, {}).get("use_tf32")
+    capability = compute_capability()
+    ids, _ = model.tokenize(cycle(texts, batch))
+    lengths = np.array([len(x) for x in ids])
+    input_ids, mask = pad_batch(ids, lengths, np.arange(len(ids)), pad_id=model._pad_id, width=int(lengths.max()))
+    feeds = {"input_ids": input_ids, "attention_mask": mask}
+    onnx = str(fp32_dir / "model.onnx")
+    (cpu,) = ort.InferenceSession(onnx, session_options(0), providers=[CPU]).run(["logits"], feeds)
+    rows: dict[str, Any] = {}
+    for flag in ("1", "0"):
+
+        def run(flag: str = flag) -> dict[str, Any]:
+            provider = (CUDA, {**cuda_provider_options(0), "use_tf32": flag})
+            session = ort.InferenceSession(onnx, session_options(0), providers=[provider, CPU])
+            for _ in range(3):
+                session.run(["logits"], feeds)
+            started, calls = time.perf_counter(), 0
+            while time.perf_counter() - started < seconds:
+                (got,) = session.run(["logits"], feeds)
+                calls += 1
+            elapsed = time.perf_counter() - started
+            return {
+                "use_tf32": session.get_provider_options().get(CUDA, {}).get("use_tf32"),
+                "seq_per_s": round(calls * batch / elapsed, 1),
+                "max_abs_dlogit_vs_cpu_fp32": float(np.abs(np.asarray(got) - cpu).max()),
+                **sampler.window(started, time.perf_counter()),
+            }
+
+        rows[f"use_tf32={flag}"] = guarded(run, flag)
+    return {
+        "worker_session_use_tf32": option,
+        "compute_capability": capability,
+        "fp32_ran_as_tf32": bool(option == "1" and capability is not None and capability >= 8.0),
+        "batch": batch,
+        "rows": rows,
+    }
 
 
 def raw_logits(onnx_path: Path, ids: list[list[int]], *, provider: str, pad_id: int = 0) -> np.ndarray:

@@ -10,10 +10,11 @@ HEADINGS = (
     "Sections",
     "Models",
     "Model only",
+    "TF32",
     "GPU switches",
     "fp16 vs fp32",
-    "Naive consumer",
     "End to end",
+    "Latency at half load",
     "Targets",
 )
 
@@ -51,10 +52,9 @@ def render(results: dict[str, Any]) -> str:
     lines += ["", "## Models", "", f"Status: {_status(results, 'models')}", ""]
     if built:
         lines += [
-            f"- shape: {built.get('shape')} ({built.get('config')}), random weights",
-            f"- tokenizer: {built.get('tokenizer')}",
-            f"- fp32 export: {built.get('fp32')}",
-            f"- fp16 conversion: {built.get('fp16')}",
+            f"- shape: {built.get('shape')}: {built.get('export')}",
+            f"- base fp32: {built.get('base-fp32')}; base fp16: {built.get('base-fp16')}",
+            f"- starter (fp16 validation): {built.get('starter')}",
         ]
     lines += ["", "## Model only", "", f"Status: {_status(results, 'model_only')}", ""]
     lines += [
@@ -64,8 +64,22 @@ def render(results: dict[str, Any]) -> str:
     ]
     lines += _table(
         results.get("model_only") or [],
-        ["precision", "dataset", "batch", "seq_per_s", "ms_per_call", "padding_share", "gpu_util_mean", "skipped"],
-    )
+        ["precision", "dataset", "batch", "seq_per_s", "ms_per_call", "padding_share", "gpu_util_mean", "skipped",
+         "error"],
+    )  # fmt: skip
+    lines += ["", "## TF32", "", f"Status: {_status(results, 'tf32')}", ""]
+    tf = results.get("tf32") or {}
+    if tf.get("rows"):
+        lines += [
+            f"fp32 ran as TF32 in the worker's sessions: **{'yes' if tf.get('fp32_ran_as_tf32') else 'no'}** "
+            f"(their `use_tf32` = {tf.get('worker_session_use_tf32')}, compute capability "
+            f"{tf.get('compute_capability')}). The same batch of {tf.get('batch')} with `use_tf32` 1 and 0:",
+            "",
+            *_table([{"setting": k, **v} for k, v in tf["rows"].items()],
+                    ["setting", "use_tf32", "seq_per_s", "max_abs_dlogit_vs_cpu_fp32", "gpu_util_mean", "error"]),
+        ]  # fmt: skip
+    elif tf:
+        lines.append(str(tf.get("why", tf)))
     lines += ["", "## GPU switches", "", f"Status: {_status(results, 'variants')}", ""]
     lines += _table(
         results.get("variants") or [],
@@ -81,6 +95,8 @@ def render(results: dict[str, Any]) -> str:
             "label_agreement",
             "disagreements",
             "max_abs_dprob",
+            "mean_abs_dprob",
+            "mean_abs_dprob_bound",
             "passed",
             "reference",
             "candidate",
@@ -88,14 +104,6 @@ def render(results: dict[str, Any]) -> str:
             "skipped",
         ],
     )
-    lines += ["", "## Naive consumer", "", f"Status: {_status(results, 'naive')}", ""]
-    naive = results.get("naive") or {}
-    lines += [
-        "transformers `pipeline()` (PyTorch fp32), one message at a time from the broker: poll → json → classify "
-        "→ produce.",
-        "",
-        *_table([naive] if naive else [], ["msg_per_s", "processed", "backlog", "seconds", "device", "gpu_util_mean"]),
-    ]
     lines += ["", "## End to end", "", f"Status: {_status(results, 'end_to_end')}", ""]
     e2e = results.get("end_to_end") or []
     lines += _table(
@@ -111,8 +119,18 @@ def render(results: dict[str, Any]) -> str:
             "gpu_util_mean",
             "exit_codes",
             "skipped",
+            "error",
         ],
     )
+    lines += ["", "## Latency at half load", "", f"Status: {_status(results, 'latency')}", ""]
+    lat = results.get("latency") or {}
+    lines += [
+        "Records offered at half the best end-to-end rate with its process count; latency = the output's timestamp "
+        "(the worker's producer) − the input's `sent_at`; `worker_*`: the worker's own `sentiment_meta.latency_ms`.",
+        "",
+        *_table([lat] if lat else [], ["processes", "offered_msg_per_s", "records", "received", "p50_ms", "p99_ms",
+                                       "max_ms", "worker_p50_ms", "worker_p99_ms", "exit_codes"]),
+    ]  # fmt: skip
     lines += ["", "## Targets", "", f"Status: {_status(results, 'targets')}", ""]
     lines += _table(
         [{"name": k, **v} for k, v in (results.get("targets") or {}).items()], ["name", "target", "value", "met"]

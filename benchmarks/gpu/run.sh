@@ -1,57 +1,53 @@
 #!/usr/bin/env bash
-# Device call 6 of the GPU check (carry: [".gpu-carry/part6"]): re-join the onnxruntime-gpu wheel, check every
-# wheel's sha256, install the wheels into a venv that sees the system's torch, then run the check; its report comes
-# back under $OUT/results/<date>-gpu-h200/. Usage: bash benchmarks/gpu/run.sh [--budget-s S]
+# The last device call of the GPU check (carry: [".gpu-carry/partN"], N the last part): stage that part, check the
+# chunks' sha256, unpack carry.tar.xz (wheels + materials), install the wheels with pip --target (PYTHONPATH), run
+# the check. Everything comes back at most two folders deep: $OUT/<device>/{report.md,results.json,logs.tar.gz},
+# $OUT/<device>/run.log.
+# Usage: bash benchmarks/gpu/run.sh [--device NAME] [--smoke] [check options…]
+#   --device: the kind that runs it, names the results folder (default nvidia-h100-x1, the default kind).
+#   CARRY / STAGE / WORK: the carried parts (.gpu-carry), the staging folder (/tmp/gpucarry), scratch (/tmp/gpu).
+#   PY: the Python to run with (default python3, the device's, which has torch).
 set -euo pipefail
-W=/tmp/gpuwheels
-OUT="${OUT:?run this through the device tool, which sets OUT}"
-mkdir -p "$W" "$OUT"
-exec > >(tee "$OUT/run.log") 2>&1
-[ -d .gpu-carry/part6 ] && cp -r .gpu-carry/part6/. "$W/"
-cd "$W"
-if ! ls onnxruntime_gpu-*.whl >/dev/null 2>&1; then
-  chunks=(onnxruntime_gpu-*.whl.part-*)
-  [ "${#chunks[@]}" -ge 5 ] || { echo "run: only ${#chunks[@]} wheel chunks in $W (stage parts 1-5 first)"; exit 2; }
-  cat "${chunks[@]}" > "${chunks[0]%.part-*}"
-fi
-sha256sum -c SHA256SUMS
+DEVICE=nvidia-h100-x1
+ARGS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --device) DEVICE="$2"; shift 2 ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+OUT="${OUT:?run this through the device tool, which sets OUT (or set it for a rehearsal)}"
+DEST="$OUT/$DEVICE"
+STAGE="${STAGE:-/tmp/gpucarry}"
+WORK="${WORK:-/tmp/gpu}"
+CARRY="${CARRY:-.gpu-carry}"
+PY="${PY:-python3}"
+mkdir -p "$DEST" "$STAGE" "$WORK"
+exec > >(tee "$DEST/run.log") 2>&1
+started=$(date +%s)
+last=$(ls -d "$CARRY"/part* 2>/dev/null | sort -V | tail -1 || true)
+[ -n "$last" ] && cp -r "$last/." "$STAGE/"
+cd "$STAGE"
+sha256sum -c SHA256SUMS || { echo "run: a chunk is missing or damaged (stage the parts before this one first)"; exit 2; }
 cd - >/dev/null
-
-PY="${PY:-python3}"  # the Python that has torch
-echo "run: $($PY --version) at $(command -v $PY); pip: $($PY -m pip --version 2>&1 | head -1)"
-VENV=/tmp/gpuvenv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import onnxruntime, pydantic" 2>/dev/null; then
-  rm -rf "$VENV"
-  if $PY -m venv --system-site-packages "$VENV" 2>/dev/null; then
-    "$VENV/bin/python" -m pip install --no-index --no-deps -q "$W"/*.whl
-  else  # no ensurepip on this Python: a venv without pip, filled by the system's pip
-    $PY -m venv --system-site-packages --without-pip "$VENV"
-    $PY -m pip --python "$VENV/bin/python" install --no-index --no-deps -q "$W"/*.whl
-  fi
+chunks=$(awk '{print $2}' "$STAGE/SHA256SUMS" | sed "s|^|$STAGE/|")
+# shellcheck disable=SC2086
+"$PY" -c "import sys; from benchmarks.gpu.pack import unpack; from pathlib import Path; unpack([Path(p) for p in sys.argv[2:]], Path(sys.argv[1]))" "$WORK/carried" $chunks
+SITE="$WORK/site"
+if [ -d "$WORK/carried/wheels" ]; then
+  rm -rf "$SITE"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$WORK"/carried/wheels/*.whl
+  export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+else  # a rehearsal without wheels: the running Python has the packages
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
-PYV="$VENV/bin/python"
-# Whatever $PY sees (its site-packages, user site; also when $PY is itself a venv's) comes after the venv's own
-# packages, so torch and transformers are the machine's and the carried wheels win where both exist.
-"$PY" - > "$("$PYV" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz-base-python.pth" <<'PY'
-import site, sysconfig
-paths = [*site.getsitepackages(), site.getusersitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-print("\n".join(dict.fromkeys(paths)))
-PY
-# CUDA 13 / cuDNN 9 libraries: the nvidia-* packages torch brought (their lib folders, wherever they lie)
-NV=$("$PYV" - <<'PY'
-import pathlib, sys
-dirs = set()
-for entry in sys.path:
-    root = pathlib.Path(entry or ".") / "nvidia"
-    if root.is_dir():
-        dirs.update(str(p.parent) for p in root.rglob("*.so*") if p.parent.name == "lib")
-print(":".join(sorted(dirs)))
-PY
-)
-export LD_LIBRARY_PATH="${NV}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-"$PYV" -c "import onnxruntime as o, torch; print('run: onnxruntime', o.__version__, o.__file__, o.get_available_providers(), 'torch', torch.__version__, torch.cuda.is_available())"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-DEST="$OUT/results/$(date -u +%F)-gpu-h200"
-"$PYV" -m benchmarks.gpu.check --out "$DEST" --work /tmp/gpucheck-work --materials "$W/materials" --budget-s 420 "$@"
-echo "run: report at $DEST"
+echo "run: staged, unpacked and installed in $(( $(date +%s) - started )) s"
+"$PY" -c "import onnxruntime as o; print('run: onnxruntime', o.__version__, o.__file__, o.get_available_providers())"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "run: no nvidia-smi"
+status=0
+"$PY" -m benchmarks.gpu.check --out "$DEST" --work "$WORK/check" --materials "$WORK/carried/materials" \
+  --device-name "$DEVICE" "${ARGS[@]}" || status=$?
+# logs: one file (the per-process worker logs and the broker's)
+[ -d "$DEST/logs" ] && tar -czf "$DEST/logs.tar.gz" -C "$DEST" logs && rm -rf "$DEST/logs"
+echo "run: report at $DEST (rc $status, $(( $(date +%s) - started )) s in all)"
+exit $status

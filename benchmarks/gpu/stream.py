@@ -1,11 +1,16 @@
-"""Stream measurements of the GPU check, through the embedded broker: the naive per-message ``pipeline()``
-consumer, and the worker end to end with 1, 4 and 8 processes.
+"""Stream measurements of the GPU check, through the embedded broker: the worker end to end with 1, 4 and 8 processes,
+and its latency at half the best rate.
 
 End-to-end method, per process count: a new empty input topic; the workers start and the check waits until
 ``/readyz`` answers 200 (model loaded, group joined), then a few producer processes write N records as fast as they
 can while the group's committed offsets are sampled (commits every 200 ms). The rate is the slope of committed
 records between 10% and 90% of N, so start-up and the tail are left out; the producers' own rate is reported beside
 it (if it is not well above the workers' rate, the producers were the limit).
+
+Latency method: the same start; then producer processes write records at a steady rate (half the best end-to-end
+rate), each stamped with its send time (``sent_at``, ms); a consumer of the output topic reads them all back. Latency
+= the output record's timestamp (set by the worker's producer when it sent it) − ``sent_at``; the worker's own
+``sentiment_meta.latency_ms`` (receipt → output) is reported beside it.
 """
 
 from __future__ import annotations
@@ -60,8 +65,13 @@ def produce_backlog(
         proc.join()
     elapsed = time.perf_counter() - started
     failed = [proc.exitcode for proc in procs if proc.exitcode != 0]
-    return {"records": count, "producers": len(procs), "seconds": round(elapsed, 2),
-            "msg_per_s": round(count / elapsed, 1), "failed_producers": failed}  # fmt: skip
+    return {
+        "records": count,
+        "producers": len(procs),
+        "seconds": round(elapsed, 2),
+        "msg_per_s": round(count / elapsed, 1),
+        "failed_producers": failed,
+    }
 
 
 def committed_total(admin: Any, group: str, topic: str) -> int:
@@ -76,48 +86,6 @@ def steady_rate(samples: list[tuple[float, int]], total: int, low: float = 0.1, 
     if first is None or last is None or last[0] <= first[0]:
         return None
     return (last[1] - first[1]) / (last[0] - first[0])
-
-
-def naive_consumer(
-    bootstrap: str, topic: str, hf_dir: Path, *, device: str, seconds: float, sampler: GpuSampler
-) -> dict[str, Any]:
-    """transformers ``pipeline()`` one message at a time: poll → json → classify → produce (PyTorch, fp32)."""
-    import torch
-    from kafka import KafkaConsumer, KafkaProducer
-    from transformers import pipeline
-
-    classifier = pipeline("text-classification", model=str(hf_dir), device=0 if device == "cuda" else -1)
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id="naive", auto_offset_reset="earliest", **GROUP
-    )
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
-    processed = 0
-    started: float | None = None
-    try:
-        while started is None or time.monotonic() - started < seconds:
-            records = [r for batch in consumer.poll(timeout_ms=200, max_records=1).values() for r in batch]
-            for record in records:  # one message at a time
-                value = json.loads(record.value)
-                result = classifier(value["text"], truncation=True, max_length=128)[0]
-                value["sentiment"] = {"label": result["label"], "score": result["score"]}
-                producer.send(f"{topic}-out", key=record.key, value=json.dumps(value).encode())
-                if started is None:  # the first message pays for CUDA start-up: timed from the second
-                    started = time.monotonic()
-                else:
-                    processed += 1
-        producer.flush()
-    finally:
-        consumer.close()
-        producer.close()
-    elapsed = time.monotonic() - (started or time.monotonic())
-    return {
-        "msg_per_s": round(processed / elapsed, 1) if elapsed > 0 else None,
-        "processed": processed,
-        "seconds": round(elapsed, 2),
-        "torch": torch.__version__,
-        "device": device,
-        **sampler.window(started or 0.0, time.monotonic()),
-    }
 
 
 def supervisor_available() -> bool:
@@ -170,6 +138,66 @@ def _wait_ready(ports: list[int], procs: list[subprocess.Popen[bytes]], timeout_
     return not pending
 
 
+class Workers:
+    """``sentiment-worker run`` for ``processes`` (one supervisor, or separate ``run`` processes) on ``topic``,
+    logs under ``log_dir``; :meth:`ready` waits for every ``/readyz``; :meth:`stop` ends them (exit codes)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        model_dir: Path,
+        processes: int,
+        *,
+        device: str,
+        log_dir: Path,
+        launch: str = "auto",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        from devtools.ports import free_port
+
+        self.supervised = launch == "supervisor" or (launch == "auto" and processes > 1 and supervisor_available())
+        # the embedded broker holds every fetch for the whole fetch wait: 10 ms (devtools.broker)
+        extra = {"SENTIMENT_COMMIT_INTERVAL_MS": "200", "SENTIMENT_FETCH_MAX_WAIT_MS": "10", **(extra_env or {})}
+        # CPU: one intra-op thread per process (2 cores here); CUDA: the CPU only runs the few nodes ORT keeps there
+        extra.setdefault("SENTIMENT_THREADS", "1" if device == "cpu" else "2")
+        env = _worker_env(bootstrap, topic, group, model_dir, device, extra)
+        self.ports = [free_port() for _ in range(1 if self.supervised else processes)]
+        commands = (
+            [({**env, "SENTIMENT_PROCESSES": str(processes), "SENTIMENT_METRICS_PORT": str(self.ports[0])}, "sup")]
+            if self.supervised
+            else [({**env, "SENTIMENT_METRICS_PORT": str(port)}, f"worker-{i}") for i, port in enumerate(self.ports)]
+        )
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for proc_env, name in commands:
+            with (log_dir / f"{group}-{name}.log").open("wb") as log:
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "worker", "run"],
+                        env=proc_env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        self.launch = "supervisor (run --processes)" if self.supervised else "separate `run` processes"
+
+    def ready(self, timeout_s: float) -> float | None:
+        """Seconds from the start until every worker was ready (None: not within ``timeout_s`` or one exited)."""
+        if not _wait_ready(self.ports, self.procs, timeout_s):
+            return None
+        return time.monotonic() - self.started
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    def stop(self) -> list[int | None]:
+        return _stop(self.procs)
+
+
 def end_to_end(
     bootstrap: str,
     texts: Sequence[str],
@@ -192,64 +220,49 @@ def end_to_end(
     from kafka.admin import KafkaAdminClient
 
     from devtools.broker import create_topics
-    from devtools.ports import free_port
 
     group = f"e2e-p{processes}-{int(time.time())}"
     topic = f"{group}-in"
     create_topics(bootstrap, {topic: partitions})
-    use_supervisor = launch == "supervisor" or (launch == "auto" and processes > 1 and supervisor_available())
-    extra = {"SENTIMENT_COMMIT_INTERVAL_MS": "200", **(extra_env or {})}
-    # CPU: one intra-op thread per process (2 cores here); CUDA: the CPU only runs the few nodes ORT keeps there
-    extra.setdefault("SENTIMENT_THREADS", "1" if device == "cpu" else "2")
-    env = _worker_env(bootstrap, topic, group, model_dir, device, extra)
-    ports = [free_port() for _ in range(1 if use_supervisor else processes)]
-    commands = (
-        [({**env, "SENTIMENT_PROCESSES": str(processes), "SENTIMENT_METRICS_PORT": str(ports[0])}, "supervisor")]
-        if use_supervisor
-        else [({**env, "SENTIMENT_METRICS_PORT": str(port)}, f"worker-{i}") for i, port in enumerate(ports)]
+    workers = Workers(
+        bootstrap,
+        topic,
+        group,
+        model_dir,
+        processes,
+        device=device,
+        log_dir=log_dir,
+        launch=launch,
+        extra_env=extra_env,
     )
-    procs: list[subprocess.Popen[bytes]] = []
-    log_dir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    for proc_env, name in commands:
-        log = (log_dir / f"{group}-{name}.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "worker", "run"],
-                env=proc_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     samples: list[tuple[float, int]] = []
     done = 0
     produced: dict[str, Any] = {}
-    ready = False
+    ready_s = None
+    t0 = time.monotonic()
     try:
-        ready = _wait_ready(ports, procs, timeout_s / 2)
-        ready_s = time.monotonic() - started
-        if ready:
+        ready_s = workers.ready(timeout_s / 2)
+        if ready_s is not None:
             time.sleep(2.0)  # let the group settle after the last join
             producer = threading.Thread(
                 target=lambda: produced.update(produce_backlog(bootstrap, topic, texts, total, partitions, producers))
             )
             t0 = time.monotonic()
             producer.start()
-            while time.monotonic() - started < timeout_s:
+            while time.monotonic() - workers.started < timeout_s:
                 time.sleep(0.1)
                 try:
                     done = committed_total(admin, group, topic)
                 except Exception:
                     continue
                 samples.append((time.monotonic(), done))
-                if done >= total or any(p.poll() is not None for p in procs):
+                if done >= total or not workers.alive():
                     break
             producer.join(timeout=60)
     finally:
         admin.close()
-        exit_codes = _stop(procs)
+        exit_codes = workers.stop()
     rate = steady_rate(samples, total)
     window: dict[str, Any] = {}
     if rate is not None:
@@ -257,9 +270,9 @@ def end_to_end(
         window = sampler.window(low, next(t for t, n in samples if n >= 0.9 * total))
     return {
         "processes": processes,
-        "launch": "supervisor (run --processes)" if use_supervisor else "separate `run` processes",
-        "ready": ready,
-        "seconds_to_ready": round(ready_s, 2) if ready else None,
+        "launch": workers.launch,
+        "ready": ready_s is not None,
+        "seconds_to_ready": round(ready_s, 2) if ready_s is not None else None,
         "records": total,
         "committed": done,
         "msg_per_s": round(rate, 1) if rate is not None else None,
@@ -268,6 +281,117 @@ def end_to_end(
         "exit_codes": exit_codes,
         **window,
     }
+
+
+def _paced_part(bootstrap: str, topic: str, texts: Sequence[str], start: int, count: int, rate: float) -> None:
+    """``count`` records at ``rate`` msg/s, sent in 10 ms slices, each stamped with its send time (``sent_at``)."""
+    import orjson
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2, batch_size=64 * 1024)
+    began = time.monotonic()
+    for i in range(count):
+        due = began + i / rate
+        if (delay := due - time.monotonic()) > 0.002:
+            time.sleep(delay)
+        value = {"id": f"l{start + i}", "text": texts[(start + i) % len(texts)], "sent_at": time.time() * 1000.0}
+        producer.send(topic, key=str((start + i) % 64).encode(), value=orjson.dumps(value))
+    producer.flush()
+    producer.close()
+
+
+def latency(
+    bootstrap: str,
+    texts: Sequence[str],
+    model_dir: Path,
+    processes: int,
+    rate: float,
+    *,
+    seconds: float,
+    device: str,
+    partitions: int,
+    timeout_s: float,
+    log_dir: Path,
+    launch: str = "auto",
+    extra_env: dict[str, str] | None = None,
+    per_producer: float = 8_000.0,
+) -> dict[str, Any]:
+    """Offer ``rate`` msg/s for ``seconds`` to ``processes`` workers; p50/p99 latency of every record."""
+    import multiprocessing
+
+    import numpy as np
+    import orjson
+    from kafka import KafkaConsumer, TopicPartition
+
+    from devtools.broker import create_topics
+
+    group = f"lat-p{processes}-{int(time.time())}"
+    topic, out_topic = f"{group}-in", f"{group}-out"
+    create_topics(bootstrap, {topic: partitions, out_topic: partitions})
+    workers = Workers(
+        bootstrap,
+        topic,
+        group,
+        model_dir,
+        processes,
+        device=device,
+        log_dir=log_dir,
+        launch=launch,
+        extra_env=extra_env,
+    )
+    total = max(1, int(rate * seconds))
+    lat: list[float] = []
+    inner: list[float] = []
+    result: dict[str, Any] = {"processes": processes, "offered_msg_per_s": round(rate, 1), "records": total}
+    try:
+        ready_s = workers.ready(timeout_s / 2)
+        result["seconds_to_ready"] = None if ready_s is None else round(ready_s, 2)
+        if ready_s is None:
+            raise RuntimeError("the workers did not get ready")
+        time.sleep(2.0)
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+        tps = [TopicPartition(out_topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        n_prod = max(1, int(np.ceil(rate / per_producer)))
+        share = -(-total // n_prod)
+        ctx = multiprocessing.get_context("spawn")
+        procs = [
+            ctx.Process(
+                target=_paced_part,
+                args=(bootstrap, topic, list(texts), i * share, min(share, total - i * share), rate / n_prod),
+                daemon=True,
+            )
+            for i in range(n_prod)
+            if i * share < total
+        ]
+        for proc in procs:
+            proc.start()
+        deadline = time.monotonic() + seconds + min(60.0, timeout_s)
+        while len(lat) < total and time.monotonic() < deadline and workers.alive():
+            for records in consumer.poll(timeout_ms=100).values():
+                for record in records:
+                    value = orjson.loads(record.value)
+                    lat.append(record.timestamp - float(value["sent_at"]))
+                    inner.append(float(value["sentiment_meta"]["latency_ms"]))
+        for proc in procs:
+            proc.join(timeout=30)
+        consumer.close()
+    finally:
+        result["exit_codes"] = workers.stop()
+    result["received"] = len(lat)
+    if lat:
+        values, worker = np.asarray(lat), np.asarray(inner)
+        result.update(
+            {
+                "p50_ms": round(float(np.percentile(values, 50)), 1),
+                "p99_ms": round(float(np.percentile(values, 99)), 1),
+                "max_ms": round(float(values.max()), 1),
+                "worker_p50_ms": round(float(np.percentile(worker, 50)), 1),
+                "worker_p99_ms": round(float(np.percentile(worker, 99)), 1),
+            }
+        )
+    return result
 
 
 def _stop(procs: list[subprocess.Popen[bytes]], grace_s: float = 20.0) -> list[int | None]:
