@@ -3,7 +3,7 @@
 - :class:`HttpClassifier`: through a worker's HTTP API (``POST {url}/predict``, TEI's classifier route; every label
   with its score, best first), with the worker's bearer key when one is set.
 - :class:`LocalClassifier`: the model loaded in this process as ``sentiment-worker classify`` loads it
-  (``worker.model.resolve.resolve_model`` + ``worker.app.load_model``), on first use.
+  (``worker.model.resolve.resolve_model`` + ``worker.model.loading.load_model``), on first use.
 
 Both return a :class:`Verdict` or raise :class:`ClassifyError` with a message for the page.
 """
@@ -88,7 +88,7 @@ class LocalClassifier:
     def _load(self) -> SentimentModel:
         with self._lock:
             if self._model is None:
-                from worker.app import load_model
+                from worker.model.loading import load_model
                 from worker.model.resolve import resolve_model
 
                 try:

@@ -25,7 +25,6 @@ serving one, checked and swapped in between two model calls.
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import threading
@@ -34,13 +33,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from worker.model.loading import load_model
 from worker.observability import get_logger, quiet_client_connection_errors, redact_secrets
-from worker.settings import Inference, Settings
+from worker.settings import Settings
 
 if TYPE_CHECKING:
     from worker.health import HealthState
     from worker.metrics import WorkerMetrics
-    from worker.model.runtime import SentimentModel
     from worker.rollout.controller import Rollout
     from worker.serve.front import Servers
     from worker.stream.batcher import InferQueue
@@ -52,31 +51,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 BEAT_S = 1.0  # serve: the main thread's heartbeat while the inference thread is alive
-
-
-def load_model(exported: Path, settings: Inference) -> SentimentModel:
-    """The exported model in an ONNX Runtime session configured by the model section (device, threads, length)."""
-    from worker.model.runtime import SentimentModel  # imports onnxruntime: only when a command needs the model
-
-    # The fast tokenizer's whole-batch encode runs on the poll thread with the GIL released; its own thread pool
-    # (Rayon) cost 62 µs of CPU per tweet against 47 µs on one thread, measured with the worker's other threads
-    # busy on 2 cores: the cores are better spent on them (and on other worker processes). Set
-    # TOKENIZERS_PARALLELISM=true to have it back.
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    model = SentimentModel.load(
-        Path(exported).resolve(),  # a symlink's target: a reload after the link moved finds this model's files
-        device=settings.device,
-        device_id=settings.device_id,
-        threads=settings.threads,
-        spinning=settings.intra_op_spinning,
-        max_length=settings.max_length,
-        cuda_graph=settings.cuda_graph,  # shape buckets and IO binding: on by themselves on CUDA
-    )
-    if settings.simulate_device_rate:  # the forward pass replaced by a wait (worker/model/simulated.py)
-        from worker.model.simulated import simulate_device
-
-        return simulate_device(model, settings.simulate_device_rate)
-    return model
 
 
 class _Assembly:

@@ -10,9 +10,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from worker.app import load_model
 from worker.cli.common import add_common_flags, add_settings_flags, settings_from_args
 from worker.model.buckets import resolve_batching
+from worker.model.loading import load_model
 from worker.observability import get_logger
 
 log = get_logger(__name__)

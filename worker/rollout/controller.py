@@ -41,7 +41,8 @@ from worker.stream.swap import ModelSlot
 log = get_logger(__name__)
 
 TRIGGERS = ("signal", "watch", "admin")
-Load = Callable[[Path, Inference], Any]  # an exported dir → a loaded, warmed-up model (``worker.app.load_model``)
+# an exported dir → a loaded, warmed-up model (``worker.model.loading.load_model``)
+Load = Callable[[Path, Inference], Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,6 @@ SERVE_DEFAULT_PORT = 8080
 START_TIMEOUT_S = 15.0
 
 
-
 class HttpServer:
     """An ASGI app under uvicorn on a daemon thread (uvicorn leaves the signals alone off the main thread)."""
 

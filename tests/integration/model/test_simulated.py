@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.app import load_model
+from worker.model.loading import load_model
 from worker.model.runtime import SentimentModel
 from worker.model.simulated import SimulatedDeviceModel, device_wait, fake_logits, simulate_device
 from worker.records import ModelMeta
