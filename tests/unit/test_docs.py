@@ -144,8 +144,9 @@ def test_the_docs_folder_is_linked_from_the_readme() -> None:
 
 # --- figures on the performance page ---------------------------------------------------------------------------
 
-# a number as people write it: 9,130.4 / 0.95 / 85 — not part of a word (p99, fp32, INT8, b8) nor of a longer number
-NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w²³]|,\d{3})")
+# a number as people write it: 9,130.4 / 0.95 / 85 / 3.7e-6 — not part of a word (p99, fp32, INT8, b8) nor of a
+# longer number
+NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?([eE][-+]?\d+)?(?![\w²³]|,\d{3})")
 RESULT_LINK = re.compile(r"\]\(([^)\s]*benchmarks/results/(\d{4}-[^/)\s#]+)[^)\s]*)\)")  # a run's folder
 SERIES = {"latency_cdf", "lag_timeline", "samples", "gflops_all"}  # raw samples: figures quote summaries of them
 
@@ -163,7 +164,7 @@ def _figures(text: str) -> list[Figure]:
     text = re.sub(r"`[^`\n]*`", "", text)
     out = []
     for m in NUMBER.finditer(text):
-        raw = m.group(1) + (m.group(2) or "")
+        raw = m.group(1) + (m.group(2) or "") + (m.group(3) or "")
         out.append(Figure(raw, Decimal(raw.replace(",", ""))))
     return out
 
@@ -186,10 +187,10 @@ def _numbers_in(value: Any, into: set[Decimal]) -> None:
 
 
 def result_numbers(run: Path) -> set[Decimal]:
-    """Every number a committed run holds: its results.json (all values) and its report.md (all text)."""
+    """Every number a committed run holds: its JSON files (all values) and its report.md (all text)."""
     numbers: set[Decimal] = set()
-    if (run / "results.json").is_file():
-        _numbers_in(json.loads((run / "results.json").read_text(encoding="utf-8")), numbers)
+    for path in sorted(run.glob("*.json")):
+        _numbers_in(json.loads(path.read_text(encoding="utf-8")), numbers)
     if (run / "report.md").is_file():
         numbers.update(f.value for f in _figures((run / "report.md").read_text(encoding="utf-8")))
     return numbers
@@ -217,16 +218,19 @@ def _blocks(text: str) -> list[tuple[int, str, list[str]]]:
     return out
 
 
-def unbacked_figures(markdown: str, results_dir: Path) -> list[str]:
+def unbacked_figures(markdown: str, results_dir: Path, *, linked_sections_only: bool = False) -> list[str]:
     """Each number of ``markdown`` that no linked run holds, as 'figure (block start)'.
 
     A block's numbers are checked against the runs the block links, else against those its section links; a
-    section with numbers and no link to a run fails on each of them.
+    section with numbers and no link to a run fails on each of them (with ``linked_sections_only``, such a section
+    is left out: a page whose other sections quote tests or the code, not runs).
     """
     cache: dict[str, set[Decimal]] = {}
     problems = []
     for _, block, section_runs in _blocks(markdown):
         runs = [m.group(2) for m in RESULT_LINK.finditer(block)] or section_runs
+        if linked_sections_only and not runs:
+            continue
         numbers: set[Decimal] = set()
         for run in runs:
             if run not in cache:
@@ -253,6 +257,15 @@ def test_every_figure_on_the_performance_page_is_in_the_results_it_links() -> No
 
 def test_every_figure_of_the_readme_performance_section_is_in_the_results_it_links() -> None:
     assert not unbacked_figures(_readme_performance_section(), RESULTS)
+
+
+def test_every_figure_of_the_starter_model_results_is_in_the_run_it_links() -> None:
+    text = (DOCS / "starter-model.md").read_text(encoding="utf-8")
+    assert "benchmarks/results/" in text
+    assert not unbacked_figures(text, RESULTS, linked_sections_only=True)
+    for old, new in [("**0.915**", "**0.951**"), ("19,046", "19,460"), ("3.7e-6", "7.3e-6")]:
+        assert old in text, old
+        assert unbacked_figures(text.replace(old, new, 1), RESULTS, linked_sections_only=True), new
 
 
 def test_a_figure_typed_into_the_page_is_caught() -> None:
@@ -301,9 +314,12 @@ def test_the_checker_on_a_made_up_run(tmp_path: Path) -> None:
     assert unbacked_figures(page.replace("7.7%", "7.8%"), tmp_path)
     (run / "report.md").write_text("| worker | 1.21× |\n")
     assert unbacked_figures(page, tmp_path)[0].startswith("7.7 "), "a share in the JSON is not a percentage"
-    assert [f.text for f in _figures("fp32 p99 INT8 b8 2048² 1,762 ms, 0.95–1.09× and 40,000")] == [
+    assert [f.text for f in _figures("fp32 p99 INT8 b8 2048² 1,762 ms, 0.95–1.09×, 3.7e-6 and 40,000")] == [
         "1,762",
         "0.95",
         "1.09",
+        "3.7e-6",
         "40,000",
     ]
+    assert _found(_figures("3.7e-6")[0], {Decimal("3.6954879760742188e-06")})
+    assert not _found(_figures("3.9e-6")[0], {Decimal("3.6954879760742188e-06")})
