@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tests.support.kafka_utils import SAFER_GROUP_CONFIG
+from tests.support.kafka_utils import SAFER_GROUP_CONFIG, TEST_FETCH_WAIT_MS
 from tests.support.waits import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +35,7 @@ def worker_env(bootstrap: str, topic: str, group: str, model_dir: Path | str, **
         "threads": 1,  # two cores shared with the broker, the test and other jobs
         "log_format": "json",
         "log_interval_s": 5,
+        "fetch_max_wait_ms": TEST_FETCH_WAIT_MS,
         **SAFER_GROUP_CONFIG,
     }
     base.update(settings)

