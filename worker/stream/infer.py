@@ -106,10 +106,12 @@ class InferStage:
         self.stats = stats
         self.on_failed = on_failed
         self.tracer: BatchTracer = tracer or NullBatchTracer()  # called once per model batch (worker/tracing/)
+        self._queued_s = 0.0
 
     def run(self, drop: threading.Event) -> None:
         while (batch := self.inbox.take()) is not None:
             self._switch()  # a batch boundary: every call of this batch runs on one model
+            self._queued_s = time.monotonic() - batch.created  # how long its oldest record waited (the log's)
             self._process(self._retokenized(batch.items), batch.flushed_by, drop)
         self._end(drop)
 
@@ -180,7 +182,8 @@ class InferStage:
             tokens=result.real_tokens,
             padded=result.padded_tokens,
             ms=round(elapsed * 1000, 2),
-            reason=reason,
+            reason=reason,  # why it ran: size, tokens, time, pace, direct, drain (batcher.py)
+            queued_ms=round(self._queued_s * 1000, 2),
             http=sum(1 for item in items if item.reply is not None),  # the batch's composition: HTTP inputs
         )
         self._put_out(items, result.probs, drop, _logits(result))
