@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer
-from kafka.admin import KafkaAdminClient
 
 from devtools import loadgen
 from devtools.broker import BrokerError, EmbeddedBroker, api_versions_ok, create_topics
@@ -24,19 +23,12 @@ from tests.support.kafka_utils import (
     create_topic,
     fast_group_config,
     produce_values,
+    topic_names,
 )
 
 pytestmark = pytest.mark.integration
 
 CLI = [sys.executable, "-m", "worker"]
-
-
-def _topics(bootstrap: str) -> set[str]:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        return set(admin.list_topics())
-    finally:
-        admin.close()
 
 
 def _gone(pid: int) -> bool:
@@ -106,7 +98,7 @@ def test_create_topics_is_idempotent(broker: EmbeddedBroker, topic_name: str) ->
     other = topic_name + "-b"
     assert create_topics(broker.bootstrap, {topic_name: 2}) == [topic_name]
     assert create_topics(broker.bootstrap, {topic_name: 2, other: 1}) == [other]
-    assert {topic_name, other} <= _topics(broker.bootstrap)
+    assert {topic_name, other} <= topic_names(broker.bootstrap)
 
 
 def test_two_brokers_at_once(broker: EmbeddedBroker, fresh_broker: EmbeddedBroker, topic_name: str) -> None:
@@ -114,7 +106,7 @@ def test_two_brokers_at_once(broker: EmbeddedBroker, fresh_broker: EmbeddedBroke
     create_topic(fresh_broker.bootstrap, topic_name, partitions=1)
     produce_values(fresh_broker.bootstrap, topic_name, [(None, b"only-on-fresh")])
     assert [r.value for r in consume_all(fresh_broker.bootstrap, topic_name, 1)] == [b"only-on-fresh"]
-    assert topic_name not in _topics(broker.bootstrap)
+    assert topic_name not in topic_names(broker.bootstrap)
 
 
 def test_stop_then_restart_on_the_same_port(fresh_broker: EmbeddedBroker, topic_name: str) -> None:
@@ -131,7 +123,7 @@ def test_stop_then_restart_on_the_same_port(fresh_broker: EmbeddedBroker, topic_
 
     fresh_broker.restart()
     assert fresh_broker.port == port and fresh_broker.is_running()
-    assert topic_name not in _topics(fresh_broker.bootstrap)  # memory storage: nothing survives
+    assert topic_name not in topic_names(fresh_broker.bootstrap)  # memory storage: nothing survives
     fresh_broker.close()
 
     # A new broker object can take over the port at once.
@@ -206,7 +198,7 @@ def test_committed_offsets_and_fast_group_join(broker: EmbeddedBroker, topic_nam
 
 def test_consume_all_of_a_missing_topic_is_empty(broker: EmbeddedBroker, topic_name: str) -> None:
     assert consume_all(broker.bootstrap, topic_name, expected=1, timeout_s=0.5) == []
-    assert topic_name not in _topics(broker.bootstrap)
+    assert topic_name not in topic_names(broker.bootstrap)
 
 
 def test_rate_limit_is_roughly_honoured(broker: EmbeddedBroker, topic_name: str) -> None:

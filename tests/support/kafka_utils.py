@@ -139,3 +139,12 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     finally:
         admin.close()
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+
+
+def topic_names(bootstrap: str) -> set[str]:
+    """The names of the topics the broker has now."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()

@@ -25,7 +25,7 @@ from kafka.admin import KafkaAdminClient
 from devtools.ports import free_port
 from tests.support.feeds import group_ids, message
 from tests.support.http import http_status
-from tests.support.kafka_utils import committed_offsets, consume_all, create_topic, produce_values
+from tests.support.kafka_utils import committed_offsets, consume_all, create_topic, produce_values, topic_names
 from tests.support.waits import wait_for
 from tests.support.worker_process import WorkerProcess, worker_env
 from tests.support.worker_thread import WorkerThread, worker_settings
@@ -46,14 +46,6 @@ def _feed(bootstrap: str, topic: str, start: int, invalid: int = 0) -> dict[int,
     for meta in produce_values(bootstrap, topic, items):
         end[meta.partition] = max(end.get(meta.partition, 0), meta.offset + 1)
     return end
-
-
-def _topics(bootstrap: str) -> set[str]:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        return set(admin.list_topics())
-    finally:
-        admin.close()
 
 
 def test_missing_output_topics_hold_their_input_topic_until_they_exist(
@@ -91,7 +83,7 @@ def test_missing_output_topics_hold_their_input_topic_until_they_exist(
         cpu_share = (worker.cpu_seconds() - cpu_from) / (time.monotonic() - held_from)
         held_logs = len(worker.events("topics_missing"))
         committed_while_held = committed_offsets(bootstrap, group, held_in)
-        exists_while_held = _topics(bootstrap) & {f"{held_in}.sentiment", f"{held_in}.dlq"}
+        exists_while_held = topic_names(bootstrap) & {f"{held_in}.sentiment", f"{held_in}.dlq"}
 
         created_at = time.monotonic()
         create_topic(bootstrap, f"{held_in}.sentiment", 2)
