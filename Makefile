@@ -22,11 +22,16 @@ demo: $(STAMP)  ## embedded broker + offline starter model + sample stream → e
 ui: $(STAMP)  ## the live web app over the demo stream (embedded broker, worker, sample stream), in a browser
 	$(BIN)/sentiment-worker ui --demo
 
-test: $(STAMP)  ## all tests: unit, integration (real broker, real ONNX exports) and slow ones
-	$(BIN)/python -m pytest -q
+# Test processes (pytest-xdist): the integration tests spend most of their time waiting on the broker, worker
+# processes and timers, so a few run side by side even on 2 cores. Each has its own embedded broker; a file's tests
+# stay together (--dist loadfile: their module fixtures are built once). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 3
+
+test: $(STAMP)  ## all tests: unit, integration (real broker, real ONNX exports) and slow ones; lists the 20 slowest
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 test-fast: $(STAMP)  ## unit tests only
-	$(BIN)/python -m pytest -q -m "unit"
+	$(BIN)/python -m pytest -q -m "unit" --durations=20
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker devtools tests benchmarks

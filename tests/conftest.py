@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.support.model_variants",
     "tests.support.kafka_fixtures",
     "tests.support.ci_skips",
+    "tests.support.ordering",
     "pytester",  # tests of the plugins above
 ]
