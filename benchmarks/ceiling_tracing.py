@@ -131,7 +131,7 @@ def propagate_cost(records: int = 4_096, repeats: int = 5) -> dict[str, float]:
 
 def null_tracer_cost(batch_size: int = 64, calls: int = 200_000, repeats: int = 5) -> dict[str, float]:
     """The no-op tracer's call per model batch, alone: ns per call (best of ``repeats``) and per message."""
-    from worker.stream.ports import NullBatchTracer
+    from worker.stream.common.ports import NullBatchTracer
 
     tracer = NullBatchTracer()
     items: list[Any] = [object()] * batch_size

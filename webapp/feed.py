@@ -127,7 +127,7 @@ class TopicFeed:
     def _open(self) -> Any:
         from kafka import KafkaConsumer
 
-        from worker.stream.cluster import cluster_answers, new_client
+        from worker.stream.kafka.cluster import cluster_answers, new_client
 
         # One bounded bootstrap attempt first: the consumer's constructor alone waits ~30 s for an absent broker.
         if not cluster_answers(self.kafka, timeout_s=PROBE_S):

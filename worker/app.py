@@ -43,10 +43,10 @@ if TYPE_CHECKING:
     from worker.rollout.controller import Rollout
     from worker.serve.front import Servers
     from worker.stream.batcher import InferQueue
+    from worker.stream.common.ports import Model
+    from worker.stream.common.swap import ModelSlot
     from worker.stream.encode import OutRecord
-    from worker.stream.ports import Model
     from worker.stream.runner import Runner
-    from worker.stream.swap import ModelSlot
 
 log = get_logger(__name__)
 
@@ -240,11 +240,11 @@ class HttpOnly(_Assembly):
     def _build(self, model: Model, on_scored: Callable[..., None] | None) -> tuple[ModelSlot, InferQueue]:
         from worker.model.buckets import resolve_batching
         from worker.stream.batcher import InferQueue
-        from worker.stream.guard import Breaker, start_stage_threads
+        from worker.stream.common.guard import Breaker, start_stage_threads
+        from worker.stream.common.ports import model_info
+        from worker.stream.common.stats import RunStats
+        from worker.stream.common.swap import ModelSlot
         from worker.stream.infer import InferStage
-        from worker.stream.ports import model_info
-        from worker.stream.stats import RunStats
-        from worker.stream.swap import ModelSlot
 
         s = self.settings
         self.metrics.set_model_info(**model_info(model))

@@ -2,7 +2,7 @@
 
 ``/healthz``: the main loop is not stuck and no stage thread died; ``/readyz``: the model is loaded and working, the
 broker reachable, partitions assigned or pending, no output topic missing, the input readable. Set by the pipeline
-from any thread (it sees this through ``worker.stream.ports.HealthReporter``).
+from any thread (it sees this through ``worker.stream.common.ports.HealthReporter``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from kafka.errors import KafkaTimeoutError
 
 from tests.support.kafka_utils import create_topic
 from tests.support.waits import wait_for
-from worker.stream import kafka_compat
+from worker.stream.kafka import kafka_compat
 
 WORDS = [
     *("good", "great", "awful", "bad", "movie", "service", "food", "fine", "terrible", "love", "hate", "the"),

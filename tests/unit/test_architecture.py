@@ -19,15 +19,13 @@ SOURCES = [
 ]
 MAX_LINES = 450
 
-# The stream stages in data-flow order; a stage may import the ones before it (and the shared modules), never a
-# later one.
-STAGES = ["source", "decode", "batcher", "infer", "encode", "sink", "commit", "runner"]
-SHARED = {
-    *("types", "offsets", "kafka_compat", "ports", "stats", "timing", "watch", "budget", "guard", "mend", "cluster"),
-    "swap",
-    "partition",
-    "pacing",
-}
+# worker/stream/ by role: the stages (modules of the folder itself) in data-flow order, the Kafka adapters
+# (worker/stream/kafka/) and the helpers every stage shares (worker/stream/common/). A stage may import the stages
+# before it, the adapters and the helpers, never a later stage; an adapter imports helpers and adapters, a helper only
+# helpers; neither ever imports a stage.
+STAGES = ["source", "decode", "pacing", "batcher", "infer", "encode", "sink", "offsets", "commit", "runner"]
+KAFKA = {"kafka_compat", "cluster", "watch", "mend", "partition"}
+COMMON = {"types", "ports", "guard", "swap", "budget", "stats", "timing"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -68,21 +66,30 @@ def test_worker_files_stay_short() -> None:
     assert not long, long
 
 
+def _stream_modules(folder: str) -> dict[str, Path]:
+    return {p.stem: p for p in sorted((REPO / "worker" / "stream" / folder).glob("*.py")) if p.stem != "__init__"}
+
+
+def test_the_stream_folders_hold_their_roles() -> None:
+    assert set(_stream_modules("")) == set(STAGES), "worker/stream/ holds the stages and nothing else"
+    assert set(_stream_modules("kafka")) == KAFKA
+    assert set(_stream_modules("common")) == COMMON
+    packages = {p.parent.name for p in (REPO / "worker" / "stream").rglob("*.py") if "__pycache__" not in p.parts}
+    assert packages == {"stream", "kafka", "common"}
+
+
 def test_stream_stages_import_only_earlier_stages() -> None:
-    stream = REPO / "worker" / "stream"
-    for path in sorted(stream.glob("*.py")):
-        name = path.stem
-        if name not in STAGES:
-            assert name in SHARED or name == "__init__", (
-                f"{name}.py: a stream module that is neither a stage nor shared"
-            )
-            if name in SHARED:
-                later = {f"worker.stream.{s}" for s in STAGES}
-                assert not (_imports(path) & later), f"shared module {name}.py imports a stage"
-            continue
+    stages = {f"worker.stream.{s}" for s in STAGES}
+    adapters = {f"worker.stream.kafka.{s}" for s in KAFKA} | {"worker.stream.kafka"}
+    for name, path in _stream_modules("").items():
         later = {f"worker.stream.{s}" for s in STAGES[STAGES.index(name) + 1 :]}
         bad = sorted(_imports(path) & later)
         assert not bad, f"{name}.py imports later stage(s) {bad}"
+    for name, path in _stream_modules("kafka").items():
+        assert not (_imports(path) & stages), f"Kafka adapter kafka/{name}.py imports a stage"
+    for name, path in _stream_modules("common").items():
+        bad = sorted(_imports(path) & (stages | adapters))
+        assert not bad, f"helper common/{name}.py imports a stage or a Kafka adapter: {bad}"
 
 
 KAFKA_PRIVATE = re.compile(
@@ -92,7 +99,7 @@ KAFKA_PRIVATE = re.compile(
 
 
 def test_kafka_python_internals_only_in_the_compat_module() -> None:
-    compat = REPO / "worker" / "stream" / "kafka_compat.py"
+    compat = REPO / "worker" / "stream" / "kafka" / "kafka_compat.py"
     offenders = [
         f"{_rel(p)}:{n}"
         for p in SOURCES
@@ -284,7 +291,7 @@ def _closure(module: str) -> set[str]:
 
 
 def test_the_stream_imports_no_onnxruntime() -> None:
-    """The pipeline runs a model through ``worker.stream.ports.Model``: nothing under worker/stream imports ONNX
+    """The pipeline runs a model through ``worker.stream.common.ports.Model``: nothing under worker/stream imports ONNX
     Runtime, neither itself nor through a module it imports (``worker.model.runtime``, say)."""
     stream = [m for m in MODULES if m == "worker.stream" or m.startswith("worker.stream.")]
     offenders = {module: sorted(dep for dep in _closure(module) if "onnxruntime" in GRAPH[dep][1]) for module in stream}

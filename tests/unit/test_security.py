@@ -177,7 +177,7 @@ UNSAFE = re.compile(
     r"\byaml\.load\(|\beval\(|\bexec\("
 )
 RUN_PATH = [
-    *sorted((REPO / "worker" / "stream").glob("*.py")),
+    *sorted((REPO / "worker" / "stream").rglob("*.py")),
     REPO / "worker" / "model" / "runtime.py",
     REPO / "worker" / "model" / "loading.py",
     REPO / "worker" / "cli" / "stream_cmds.py",

@@ -50,7 +50,7 @@ class Decoded:
 
 
 class Consumed(Protocol):
-    """What an input format reads of a consumed record (``worker.stream.types.SourceRecord`` has it)."""
+    """What an input format reads of a consumed record (``worker.stream.common.types.SourceRecord`` has it)."""
 
     @property
     def topic(self) -> str: ...

@@ -122,7 +122,7 @@ class SentimentModel:
         self.labels = labels
         self.max_length = max_length
         # the tokenizer as configured (vocab, normaliser, truncation): ids of another one are tokenised again after a
-        # hot swap (worker/stream/swap.py)
+        # hot swap (worker/stream/common/swap.py)
         self.vocab = hashlib.sha256(tokenizer.to_str().encode()).hexdigest()[:16]
         self._pad_id = pad_id
         # what reload() creates its session with (load() sets the requested ones)

@@ -10,7 +10,7 @@ inference thread, so the stream keeps flowing:
 3. load and warm up the candidate beside the serving model (never unloading it first): its ONNX file must match its
    manifest's sha256 (``SentimentModel.load``);
 4. the validation gate (``gate.py``): labels, canary run, agreement, accuracy;
-5. hand it to the inference stage (``worker.stream.swap.ModelSlot.offer``), which switches at its next batch
+5. hand it to the inference stage (``worker.stream.common.swap.ModelSlot.offer``), which switches at its next batch
    boundary; the old model is released once nothing uses it.
 
 A refused candidate leaves the serving model in place; the reason is logged (``model_refused``) and counted
@@ -35,8 +35,8 @@ from worker.observability import get_logger
 from worker.rollout.gate import GatePolicy, check, load_canary, predicted_labels
 from worker.rollout.metrics import RolloutMetrics
 from worker.settings import Inference, ModelRollout
-from worker.stream.ports import model_info
-from worker.stream.swap import ModelSlot
+from worker.stream.common.ports import model_info
+from worker.stream.common.swap import ModelSlot
 
 log = get_logger(__name__)
 

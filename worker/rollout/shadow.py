@@ -26,8 +26,8 @@ from worker.model.buckets import resolve_batching
 from worker.observability import get_logger
 from worker.rollout.metrics import ShadowMetrics
 from worker.settings import Batching, Inference, ModelRollout
-from worker.stream.ports import Model
-from worker.stream.types import Item, Scorer
+from worker.stream.common.ports import Model
+from worker.stream.common.types import Item, Scorer
 
 log = get_logger(__name__)
 

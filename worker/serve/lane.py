@@ -4,8 +4,8 @@ A request handler tokenises the texts, then :meth:`Lane.submit` puts them into t
 :class:`~worker.stream.batcher.InferQueue` the stream's poll loop fills. The queue (the one owner of the batch policy)
 runs whatever waits when the model is ready, stream records and HTTP inputs alike, within ``max_batch_size`` and
 ``max_batch_tokens``; an HTTP input never waits for company. The inference stage answers an item that has a
-:class:`~worker.stream.types.Reply` and hands only the others to the encoder, so an HTTP input never reaches Kafka nor
-the offsets, and the stream's order and at-least-once bookkeeping are untouched.
+:class:`~worker.stream.common.types.Reply` and hands only the others to the encoder, so an HTTP input never reaches
+Kafka nor the offsets, and the stream's order and at-least-once bookkeeping are untouched.
 
 Admission is bounded: at most ``max_queued`` inputs admitted and not answered yet (:class:`Overloaded` past that,
 429). An input counts until the stage answers it or fails it (a timed-out request's inputs still count until the
@@ -25,14 +25,14 @@ import numpy as np
 
 from worker.observability import get_logger
 from worker.stream.batcher import InferQueue
-from worker.stream.types import Item
+from worker.stream.common.types import Item
 
 log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class HttpSource:
-    """The ``record`` of an HTTP item (a :class:`~worker.stream.types.SourceRecord` stand-in): never produced,
+    """The ``record`` of an HTTP item (a :class:`~worker.stream.common.types.SourceRecord` stand-in): never produced,
     never committed (the stage answers the item's reply instead)."""
 
     topic: str = "<http>"
@@ -142,7 +142,7 @@ class Pending:
 
 
 class _Slot:
-    """The :class:`~worker.stream.types.Reply` of one input: its request and its index there."""
+    """The :class:`~worker.stream.common.types.Reply` of one input: its request and its index there."""
 
     __slots__ = ("index", "pending")
 

@@ -38,8 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from worker.stream.common.types import Item
 from worker.stream.pacing import Pacer
-from worker.stream.types import Item
 
 DROPPED = "dropped: the pipeline is stopping or restarting"
 

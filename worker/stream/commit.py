@@ -12,7 +12,7 @@ unanswered when the revoke or final commit runs, and it may then fail (the group
 commit everything whose commit was not acknowledged, in flight or not (``OffsetTracker.uncommitted``); committing
 an offset twice is harmless, leaving it uncommitted makes the next owner redo the records.
 
-A shutdown has one :class:`~worker.stream.timing.Deadline`, shared by its steps (drain, stopping the
+A shutdown has one :class:`~worker.stream.common.timing.Deadline`, shared by its steps (drain, stopping the
 stages, flushing, the final commit, and a revoke that the consumer's close triggers).
 """
 
@@ -23,9 +23,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from worker.observability import get_logger
+from worker.stream.common.ports import PipelineMetrics
+from worker.stream.common.timing import Deadline
 from worker.stream.offsets import TP, OffsetTracker
-from worker.stream.ports import PipelineMetrics
-from worker.stream.timing import Deadline
 
 log = get_logger(__name__)
 

@@ -23,7 +23,7 @@ from worker.formats.plain import JsonInput, TextInput, fast_loads
 from worker.observability import get_logger
 from worker.records import ErrorType
 from worker.settings import Input
-from worker.stream.types import Item, Rejected, SourceRecord, record_size
+from worker.stream.common.types import Item, Rejected, SourceRecord, record_size
 
 log = get_logger(__name__)
 

@@ -31,8 +31,8 @@ from worker.records import (
     SCHEMA_VERSION,
 )
 from worker.settings import Output
-from worker.stream.mend import producible_headers
-from worker.stream.types import Item, Scored, Scorer, headers_size
+from worker.stream.common.types import Item, Scored, Scorer, headers_size
+from worker.stream.kafka.mend import producible_headers
 from worker.tracing.context import propagate
 
 __all__ = ["EncodeStage", "Encoder", "OutRecord", "dumps"]

@@ -35,11 +35,11 @@ import numpy as np
 
 from worker.observability import get_logger
 from worker.stream.batcher import InferQueue
-from worker.stream.guard import Breaker
-from worker.stream.ports import BatchTracer, InferenceResult, Model, NullBatchTracer
-from worker.stream.stats import RunStats
-from worker.stream.swap import ModelSlot, scorer_of
-from worker.stream.types import Item, Scored, Scorer
+from worker.stream.common.guard import Breaker
+from worker.stream.common.ports import BatchTracer, InferenceResult, Model, NullBatchTracer
+from worker.stream.common.stats import RunStats
+from worker.stream.common.swap import ModelSlot, scorer_of
+from worker.stream.common.types import Item, Scored, Scorer
 
 log = get_logger(__name__)
 

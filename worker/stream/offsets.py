@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from worker.observability import get_logger
-from worker.stream.types import SourceRecord
+from worker.stream.common.types import SourceRecord
 
 log = get_logger(__name__)
 

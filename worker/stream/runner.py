@@ -30,21 +30,20 @@ from worker.observability import get_logger
 from worker.records import ErrorType
 from worker.settings import Settings
 from worker.stream.batcher import InferQueue
-from worker.stream.cluster import Cluster
 from worker.stream.commit import Committer
+from worker.stream.common import ports, timing
+from worker.stream.common.guard import Breaker, start_stage_threads
+from worker.stream.common.stats import RunStats
+from worker.stream.common.swap import ModelSlot
+from worker.stream.common.types import Scorer, SourceRecord
 from worker.stream.decode import Decoder
 from worker.stream.encode import Encoder, EncodeStage, OutRecord
-from worker.stream.guard import Breaker, start_stage_threads
 from worker.stream.infer import InferStage, Outbox
+from worker.stream.kafka.cluster import Cluster
+from worker.stream.kafka.watch import BrokerWatch
 from worker.stream.offsets import OffsetTracker
-from worker.stream.ports import BatchTracer, HealthReporter, Model, NullHealth, NullMetrics, PipelineMetrics, model_info
 from worker.stream.sink import Sink
 from worker.stream.source import Source
-from worker.stream.stats import RunStats
-from worker.stream.swap import ModelSlot
-from worker.stream.timing import CLOSE_STEP_S, FINAL_COMMIT_MAX_S, Deadline, RestartBackoff, leave_group_timeout_s
-from worker.stream.types import Scorer, SourceRecord
-from worker.stream.watch import BrokerWatch
 
 log = get_logger(__name__)
 
@@ -57,21 +56,21 @@ class Runner:
     def __init__(
         self,
         settings: Settings,
-        model: Model,
+        model: ports.Model,
         *,
-        metrics: PipelineMetrics | None = None,
-        health: HealthReporter | None = None,
+        metrics: ports.PipelineMetrics | None = None,
+        health: ports.HealthReporter | None = None,
         on_output: Callable[[OutRecord], None] | None = None,
         on_scored: Callable[[list[Any], Any, Scorer], None] | None = None,  # shadow mode (worker/rollout/)
-        tracer: BatchTracer | None = None,  # spans per model batch (worker/tracing/); None: the no-op
+        tracer: ports.BatchTracer | None = None,  # spans per model batch (worker/tracing/); None: the no-op
     ) -> None:
         settings.require_input()
         self.settings = s = settings
         self.slot = ModelSlot(model)  # the model in use (``model``); a hot swap replaces it (swap.py)
         self.on_scored = on_scored
         self.tracer = tracer
-        self.metrics: PipelineMetrics = metrics or NullMetrics()
-        self.health: HealthReporter = health or NullHealth()
+        self.metrics: ports.PipelineMetrics = metrics or ports.NullMetrics()
+        self.health: ports.HealthReporter = health or ports.NullHealth()
         self.on_output = on_output
         self.stats = RunStats(self.metrics)
         self.tracker = OffsetTracker()
@@ -102,13 +101,13 @@ class Runner:
         self._threads: list[threading.Thread] = []
         self._fatal: BaseException | None = None
         self._infer_down = threading.Event()  # the model's session is failing and being rebuilt: consume nothing
-        self._backoff = RestartBackoff()
-        self._deadline: Deadline | None = None  # the shutdown's, once it started
-        self.metrics.set_model_info(**model_info(model))
+        self._backoff = timing.RestartBackoff()
+        self._deadline: timing.Deadline | None = None  # the shutdown's, once it started
+        self.metrics.set_model_info(**ports.model_info(model))
         self.health.set_model_loaded(True)
 
     @property
-    def model(self) -> Model:
+    def model(self) -> ports.Model:
         return self.slot.model
 
     # ---- control -------------------------------------------------------------------------------------
@@ -272,7 +271,7 @@ class Runner:
         )
         return infer, encode
 
-    def _stop_stages(self, deadline: Deadline) -> bool:
+    def _stop_stages(self, deadline: timing.Deadline) -> bool:
         """Drop all queued work and end the stage threads (their in-flight work is dropped too)."""
         self._drop.set()
         self.inbox.drop_and_end()
@@ -299,7 +298,7 @@ class Runner:
         log.warning("pipeline_restart", reason="producer_failed", error=repr(self._fatal), pause_s=pause)
         with contextlib.suppress(Exception):
             self.source.pause_all()
-        if not self._stop_stages(Deadline(self.settings.shutdown_timeout_s)):
+        if not self._stop_stages(timing.Deadline(self.settings.shutdown_timeout_s)):
             log.error("pipeline_restart_failed", reason="stage threads did not stop")
             return False
         with contextlib.suppress(Exception):
@@ -342,7 +341,7 @@ class Runner:
     def prepare_revoke(self, partitions: list[Any]) -> Callable[[], dict[Any, int] | None]:
         self.inbox.flush()  # what waits runs at once
         # While shutting down (the consumer's close() revokes too) the shutdown's own deadline applies.
-        deadline = self._deadline or Deadline(self.settings.shutdown_timeout_s)
+        deadline = self._deadline or timing.Deadline(self.settings.shutdown_timeout_s)
         return self.committer.drain_then_commit(
             partitions, drain=self._backpressure, deadline=deadline, give_up=lambda: not self._graceful()
         )
@@ -385,7 +384,7 @@ class Runner:
         """
         assert self.source is not None and self.sink is not None
         log.info("shutdown_started", forced=self._force.is_set(), fatal=repr(self._fatal) if self._fatal else None)
-        deadline = self._deadline = Deadline(self.settings.shutdown_timeout_s)
+        deadline = self._deadline = timing.Deadline(self.settings.shutdown_timeout_s)
         with contextlib.suppress(Exception):
             self.source.pause_all()
         if self._graceful():
@@ -395,7 +394,11 @@ class Runner:
             self.sink.flush(deadline.remaining(at_least=0.1))
         pending = self.tracker.pending_count()
         forced = self._force.is_set()
-        commit_s = CLOSE_STEP_S if forced else min(FINAL_COMMIT_MAX_S, deadline.remaining(at_least=CLOSE_STEP_S))
+        commit_s = (
+            timing.CLOSE_STEP_S
+            if forced
+            else min(timing.FINAL_COMMIT_MAX_S, deadline.remaining(at_least=timing.CLOSE_STEP_S))
+        )
         offsets, committed = self.committer.commit_final(self.source, commit_s)
         if not committed:
             pending = pending or -1
@@ -410,7 +413,7 @@ class Runner:
         )
         return EXIT_OK if complete else EXIT_INCOMPLETE
 
-    def _drain(self, deadline: Deadline) -> None:
+    def _drain(self, deadline: timing.Deadline) -> None:
         """Run what waits at once and wait until everything consumed is acknowledged (or the deadline, or a force)."""
         self.inbox.flush()
         while not deadline.expired() and self._graceful():
@@ -418,10 +421,10 @@ class Runner:
             if self.tracker.wait_drained(timeout=0.05):
                 break
 
-    def _end_stages(self, deadline: Deadline) -> None:
+    def _end_stages(self, deadline: timing.Deadline) -> None:
         """After a drain the stage threads end with their queues; a forced or fatal stop drops what is queued."""
         if not self._graceful():
-            self._stop_stages(Deadline(0.1))
+            self._stop_stages(timing.Deadline(0.1))
             return
         self.inbox.end()
         for thread in self._threads:
@@ -432,11 +435,11 @@ class Runner:
         self.cluster.close()
         try:
             if self.source is not None:
-                self.source.close(timeout_s=leave_group_timeout_s(self.settings.input))
+                self.source.close(timeout_s=timing.leave_group_timeout_s(self.settings.input))
         except Exception as exc:
             log.warning("consumer_close_failed", error=repr(exc))
         try:
             if self.sink is not None:
-                self.sink.close(0.0 if self._force.is_set() else CLOSE_STEP_S)
+                self.sink.close(0.0 if self._force.is_set() else timing.CLOSE_STEP_S)
         except Exception as exc:
             log.warning("producer_close_failed", error=repr(exc))

@@ -57,11 +57,12 @@ from worker.records import (
     ErrorType,
 )
 from worker.settings import Kafka, Output
-from worker.stream import kafka_compat
-from worker.stream.budget import AckBudget
-from worker.stream.cluster import new_client
+from worker.stream.common.budget import AckBudget
+from worker.stream.common.types import SourceRecord, headers_size
 from worker.stream.encode import OutRecord
-from worker.stream.mend import (
+from worker.stream.kafka import kafka_compat
+from worker.stream.kafka.cluster import new_client
+from worker.stream.kafka.mend import (
     CLUSTER_REFUSALS,
     ClusterRefusedError,
     is_record_error,
@@ -69,8 +70,7 @@ from worker.stream.mend import (
     refusal_hint,
     topic_name_problem,
 )
-from worker.stream.partition import CachingPartitioner
-from worker.stream.types import SourceRecord, headers_size
+from worker.stream.kafka.partition import CachingPartitioner
 
 log = get_logger(__name__)
 

@@ -18,10 +18,10 @@ from kafka.structs import OffsetAndMetadata
 
 from worker.observability import get_logger
 from worker.settings import Input, Kafka
-from worker.stream import kafka_compat
-from worker.stream.budget import max_partition_fetch_bytes
-from worker.stream.cluster import new_client
-from worker.stream.types import SourceRecord
+from worker.stream.common.budget import max_partition_fetch_bytes
+from worker.stream.common.types import SourceRecord
+from worker.stream.kafka import kafka_compat
+from worker.stream.kafka.cluster import new_client
 
 log = get_logger(__name__)
 

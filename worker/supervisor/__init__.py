@@ -56,7 +56,7 @@ def run_supervisor(settings: Settings, devices: list[int]) -> int:
     from prometheus_client.multiprocess import mark_process_dead
 
     from worker.model.resolve import resolve_model
-    from worker.stream.timing import close_bound_s
+    from worker.stream.common.timing import close_bound_s
     from worker.supervisor.observe import SupervisorServer
     from worker.supervisor.supervisor import Supervisor
 

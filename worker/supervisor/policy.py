@@ -1,7 +1,7 @@
 """When a worker process that died is started again, and when the supervisor gives up.
 
 A process that exits while the supervisor is not stopping it counts as a crash (a non-zero exit, a signal, or an
-exit 0 nobody asked for). It is restarted after the pipeline's own pause (:class:`~worker.stream.timing.
+exit 0 nobody asked for). It is restarted after the pipeline's own pause (:class:`~worker.stream.common.timing.
 RestartBackoff`: 1 s, doubling up to 30 s while crashes keep coming within 2 minutes). The supervisor gives up when
 one process crashed ``MAX_CRASHES`` times within ``CRASH_WINDOW_S`` seconds: it stops the others gracefully and
 exits 1 with one log line naming the process, how it ended and why it gives up.
@@ -13,7 +13,7 @@ import signal
 from collections import deque
 from dataclasses import dataclass
 
-from worker.stream.timing import RestartBackoff
+from worker.stream.common.timing import RestartBackoff
 
 MAX_CRASHES = 5
 CRASH_WINDOW_S = 300.0

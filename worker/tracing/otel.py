@@ -25,7 +25,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from worker import __version__
 from worker.observability import get_logger
-from worker.stream.types import Item
+from worker.stream.common.types import Item
 from worker.tracing.context import find_traceparent, find_tracestate, parse_tracestate
 
 log = get_logger(__name__)
@@ -35,7 +35,7 @@ SYSTEM = "kafka"
 
 
 class OtelBatchTracer:
-    """:class:`~worker.stream.ports.BatchTracer` on an OpenTelemetry SDK ``TracerProvider`` (its processors and
+    """:class:`~worker.stream.common.ports.BatchTracer` on an OpenTelemetry SDK ``TracerProvider`` (its processors and
     exporters decide where spans go). :meth:`close` flushes and shuts the provider down."""
 
     def __init__(self, provider: TracerProvider, *, consumer_group: str | None = None) -> None:

@@ -1,9 +1,9 @@
 """The batch tracer a worker runs with, from the standard ``OTEL_*`` environment (:func:`open_tracer`).
 
-The no-op :class:`~worker.stream.ports.NullBatchTracer` unless spans were asked for (``OTEL_TRACES_EXPORTER`` other
-than ``none``, or an ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``), the SDK is not disabled (``OTEL_SDK_DISABLED``) and
-the ``[otel]`` extra is installed (else one info line says why tracing is off); then
-:class:`~worker.tracing.otel.OtelBatchTracer` on an SDK ``TracerProvider`` with the exporters asked for.
+The no-op :class:`~worker.stream.common.ports.NullBatchTracer` unless spans were asked for
+(``OTEL_TRACES_EXPORTER`` other than ``none``, or an ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``), the SDK is not
+disabled (``OTEL_SDK_DISABLED``) and the ``[otel]`` extra is installed (else one info line says why tracing is off);
+then :class:`~worker.tracing.otel.OtelBatchTracer` on an SDK ``TracerProvider`` with the exporters asked for.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from worker.model.errors import missing_distributions
 from worker.observability import get_logger
-from worker.stream.ports import NullBatchTracer
+from worker.stream.common.ports import NullBatchTracer
 
 if TYPE_CHECKING:
     from worker.tracing.otel import OtelBatchTracer

@@ -25,7 +25,7 @@ from tests.support.feeds import WORDS, create_input_and_output, group_ids
 from tests.support.waits import wait_for
 from tests.support.worker_process import WorkerProcess, worker_env
 from worker.settings import load_settings
-from worker.stream.budget import memory_bound
+from worker.stream.common.budget import memory_bound
 
 from .ack_proxy import AckHoldProxy
 

@@ -26,7 +26,7 @@ from tests.support.kafka_utils import SAFER_GROUP_CONFIG, committed_offsets, con
 from tests.support.metrics import metric, scrape
 from tests.support.waits import wait_for
 from tests.support.worker_process import WorkerProcess, worker_env
-from worker.stream.timing import CLOSE_STEP_S, LEAVE_GROUP_MAX_S
+from worker.stream.common.timing import CLOSE_STEP_S, LEAVE_GROUP_MAX_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

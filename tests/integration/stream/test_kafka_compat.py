@@ -1,4 +1,5 @@
-"""worker.stream.kafka_compat on the real broker: the IO-thread commit in a rebalance listener, aborting batches."""
+"""worker.stream.kafka.kafka_compat on the real broker: the IO-thread commit in a rebalance listener, aborting
+batches."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from kafka.structs import OffsetAndMetadata
 
 from devtools.broker import EmbeddedBroker
 from tests.support.kafka_utils import committed_offsets, create_topic, fast_group_config
-from worker.stream import kafka_compat
+from worker.stream.kafka import kafka_compat
 
 pytestmark = pytest.mark.integration
 

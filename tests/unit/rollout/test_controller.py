@@ -16,7 +16,7 @@ from worker.model.manifest import write_manifest
 from worker.model.runtime import ModelIntegrityError
 from worker.rollout.controller import Rollout
 from worker.settings import load_settings
-from worker.stream.swap import ModelSlot
+from worker.stream.common.swap import ModelSlot
 
 from .fakes import RuleModel
 

@@ -14,8 +14,8 @@ import pytest
 from tests.unit.stream.helpers import FakeModel, item
 from worker.serve.lane import InferenceFailed, Lane, Overloaded, Unavailable
 from worker.stream.batcher import InferQueue
+from worker.stream.common.stats import RunStats
 from worker.stream.infer import InferStage
-from worker.stream.stats import RunStats
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from worker.model.runtime import InferenceResult
-from worker.stream.types import Item
+from worker.stream.common.types import Item
 
 
 @dataclass

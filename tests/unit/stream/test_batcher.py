@@ -9,8 +9,8 @@ import time
 import pytest
 
 from worker.stream.batcher import Batch, InferQueue
+from worker.stream.common.types import Item
 from worker.stream.pacing import Pacer
-from worker.stream.types import Item
 
 from .helpers import item
 

@@ -20,10 +20,10 @@ from worker.health import HealthState
 from worker.model.runtime import InferenceResult
 from worker.settings import SettingsError, load_settings
 from worker.stream.batcher import InferQueue
-from worker.stream.guard import Breaker, BreakerPolicy, InferenceDown, start_stage_threads
+from worker.stream.common.guard import Breaker, BreakerPolicy, InferenceDown, start_stage_threads
+from worker.stream.common.stats import RunStats
+from worker.stream.common.types import Item
 from worker.stream.infer import InferStage
-from worker.stream.stats import RunStats
-from worker.stream.types import Item
 
 pytestmark = pytest.mark.unit
 

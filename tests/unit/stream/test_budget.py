@@ -12,7 +12,7 @@ from kafka.future import Future
 
 from worker.records import ErrorType
 from worker.settings import SettingsError, load_settings
-from worker.stream.budget import RECORD_COPIES, AckBudget, max_partition_fetch_bytes, memory_bound
+from worker.stream.common.budget import RECORD_COPIES, AckBudget, max_partition_fetch_bytes, memory_bound
 from worker.stream.sink import PRODUCER_BATCH_BYTES, Sink, producer_config
 from worker.stream.source import consumer_config
 

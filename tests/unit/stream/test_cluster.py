@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from worker.settings import SettingsError, load_settings
-from worker.stream.cluster import Cluster, TopicCheck
-from worker.stream.ports import NullHealth, NullMetrics
+from worker.stream.common.ports import NullHealth, NullMetrics
+from worker.stream.kafka.cluster import Cluster, TopicCheck
+from worker.stream.kafka.watch import BrokerWatch
 from worker.stream.sink import producer_config
-from worker.stream.watch import BrokerWatch
 
 pytestmark = pytest.mark.unit
 LABELS = ("NEGATIVE", "POSITIVE")

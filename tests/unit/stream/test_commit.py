@@ -9,8 +9,8 @@ import structlog
 
 from worker.metrics import WorkerMetrics
 from worker.stream.commit import Committer
+from worker.stream.common.timing import Deadline, RestartBackoff
 from worker.stream.offsets import OffsetTracker
-from worker.stream.timing import Deadline, RestartBackoff
 
 pytestmark = pytest.mark.unit
 

@@ -42,7 +42,7 @@ class TooLargeProducer:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.sent: list[tuple[bytes | None, bytes | None, list]] = []
-        self._transaction_manager = None  # what worker.stream.kafka_compat reads: no idempotence
+        self._transaction_manager = None  # what worker.stream.kafka.kafka_compat reads: no idempotence
 
     def send(self, topic, value=None, key=None, headers=None, partition=None):
         size = len(value or b"") + len(key or b"") + sum(len(k) + len(v) for k, v in headers or [])

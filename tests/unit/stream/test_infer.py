@@ -11,9 +11,9 @@ import pytest
 
 from tests.unit.stream.helpers import FakeModel, item
 from worker.stream.batcher import InferQueue
+from worker.stream.common.stats import RunStats
+from worker.stream.common.types import Item
 from worker.stream.infer import InferStage, Outbox
-from worker.stream.stats import RunStats
-from worker.stream.types import Item
 
 pytestmark = pytest.mark.unit
 

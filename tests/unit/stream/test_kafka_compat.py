@@ -1,4 +1,4 @@
-"""worker.stream.kafka_compat: the version gate, loud failures on missing internals, real objects (no broker)."""
+"""worker.stream.kafka.kafka_compat: the version gate, loud failures on missing internals, real objects (no broker)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from kafka.producer.record_accumulator import RecordAccumulator
 from kafka.producer.transaction_manager import TransactionManager
 
 from worker.settings import load_settings
-from worker.stream import kafka_compat
-from worker.stream.kafka_compat import KafkaCompatError
+from worker.stream.kafka import kafka_compat
+from worker.stream.kafka.kafka_compat import KafkaCompatError
 from worker.stream.sink import Sink
 from worker.stream.source import Source
 
@@ -198,7 +198,7 @@ def _kafka_private_names() -> set[str]:
 
 def test_no_worker_module_but_kafka_compat_touches_kafka_python_internals() -> None:
     private = _kafka_private_names()
-    worker = Path(kafka_compat.__file__).resolve().parents[1]
+    worker = Path(kafka_compat.__file__).resolve().parents[2]
     offenders = []
     for path in sorted(worker.rglob("*.py")):
         if path.name == "kafka_compat.py":
@@ -215,4 +215,4 @@ def test_no_worker_module_but_kafka_compat_touches_kafka_python_internals() -> N
             ):
                 continue
             offenders.append(f"{path.relative_to(worker.parent)}:{node.lineno}: {ast.unparse(node)}")
-    assert not offenders, f"kafka-python internals outside worker/stream/kafka_compat.py: {offenders}"
+    assert not offenders, f"kafka-python internals outside worker/stream/kafka/kafka_compat.py: {offenders}"

@@ -21,9 +21,9 @@ from kafka.record.memory_records import MemoryRecords
 
 from worker.records import DLQ_HEADER_HEADERS_MENDED, DLQ_HEADER_VALUE_NULL, HEADER_HEADERS_MENDED, DeadLetter
 from worker.records import ErrorType as E
-from worker.stream import kafka_compat
 from worker.stream.encode import Encoder
-from worker.stream.mend import producible_headers
+from worker.stream.kafka import kafka_compat
+from worker.stream.kafka.mend import producible_headers
 from worker.stream.sink import Sink
 
 from .helpers import Rec, item

@@ -7,7 +7,7 @@ import random
 import pytest
 from kafka.partitioner import DefaultPartitioner
 
-from worker.stream.partition import REFRESH_S, CachingPartitioner
+from worker.stream.kafka.partition import REFRESH_S, CachingPartitioner
 
 pytestmark = pytest.mark.unit
 

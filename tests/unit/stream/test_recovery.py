@@ -27,7 +27,7 @@ class FakeProducer:
         self.futures: list[Future] = []
         self.closed: list[float] = []
         self.raise_on_close = False
-        # the kafka-python internals worker.stream.kafka_compat reads (no idempotence: no transaction manager)
+        # the kafka-python internals worker.stream.kafka.kafka_compat reads (no idempotence: no transaction manager)
         self._transaction_manager = None
         self.aborted: list[BaseException] = []
         self._accumulator = SimpleNamespace(abort_batches=self._abort_batches)

@@ -10,9 +10,9 @@ from tests.unit.stream.helpers import FakeModel, Rec
 from worker.health import HealthState
 from worker.metrics import WorkerMetrics
 from worker.settings import load_settings
-from worker.stream.ports import HealthReporter, NullHealth, NullMetrics, PipelineMetrics
+from worker.stream.common.ports import HealthReporter, NullHealth, NullMetrics, PipelineMetrics
+from worker.stream.common.stats import RunStats
 from worker.stream.runner import Runner
-from worker.stream.stats import RunStats
 
 pytestmark = pytest.mark.unit
 

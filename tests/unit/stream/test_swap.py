@@ -1,4 +1,4 @@
-"""A hot swap inside the inference stage (worker/stream/swap.py, infer.py): the switch happens between two model
+"""A hot swap inside the inference stage (worker/stream/common/swap.py, infer.py): the switch happens between two model
 calls, each handed-on batch carries the model that scored all of it, records tokenised by the old tokenizer are
 tokenised again, an idle stage is woken, and the encoder writes each batch's own model meta."""
 
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from worker.stream.batcher import InferQueue
+from worker.stream.common.stats import RunStats
+from worker.stream.common.swap import ModelSlot
+from worker.stream.common.types import Item, Scorer
 from worker.stream.encode import Encoder
 from worker.stream.infer import InferStage
-from worker.stream.stats import RunStats
-from worker.stream.swap import ModelSlot
-from worker.stream.types import Item, Scorer
 
 from .helpers import FakeModel, item
 

@@ -27,7 +27,7 @@ from kafka.future import Future
 
 from worker.records import DeadLetter, ErrorType
 from worker.stream.encode import OutRecord
-from worker.stream.mend import ClusterRefusedError, topic_name_problem
+from worker.stream.kafka.mend import ClusterRefusedError, topic_name_problem
 from worker.stream.sink import Sink
 
 from .helpers import Rec, item

@@ -11,10 +11,10 @@ import pytest
 
 from tests.unit.stream.helpers import FakeModel, item
 from worker.stream.batcher import InferQueue
+from worker.stream.common.ports import NullBatchTracer
+from worker.stream.common.stats import RunStats
+from worker.stream.common.types import Item
 from worker.stream.infer import InferStage
-from worker.stream.ports import NullBatchTracer
-from worker.stream.stats import RunStats
-from worker.stream.types import Item
 
 pytestmark = pytest.mark.unit
 

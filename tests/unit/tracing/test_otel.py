@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.unit.stream.helpers import Rec
-from worker.stream.ports import NullBatchTracer
-from worker.stream.types import Item
+from worker.stream.common.ports import NullBatchTracer
+from worker.stream.common.types import Item
 from worker.tracing.otel import OtelBatchTracer
 from worker.tracing.setup import open_tracer, tracing_asked
 

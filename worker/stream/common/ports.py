@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from worker.stream.types import Item
+from worker.stream.common.types import Item
 
 TopicPartition = tuple[str, int]
 

@@ -30,9 +30,9 @@ from kafka.net import KafkaNetClient
 
 from worker.observability import get_logger
 from worker.settings import Input, Kafka, Output
-from worker.stream.mend import topic_name_problem
-from worker.stream.ports import HealthReporter
-from worker.stream.watch import BrokerWatch
+from worker.stream.common.ports import HealthReporter
+from worker.stream.kafka.mend import topic_name_problem
+from worker.stream.kafka.watch import BrokerWatch
 
 log = get_logger(__name__)
 
@@ -83,7 +83,7 @@ def cluster_answers(kafka: Kafka, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
 
 
 class _Answer:
-    """A :class:`~worker.stream.watch.Probe` that reports a bootstrap attempt's outcome."""
+    """A :class:`~worker.stream.kafka.watch.Probe` that reports a bootstrap attempt's outcome."""
 
     def __init__(self, reachable: bool) -> None:
         self.reachable = reachable

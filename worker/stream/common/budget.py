@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from worker.observability import get_logger
 from worker.settings import Batching, Input, Output
-from worker.stream.types import headers_size
+from worker.stream.common.types import headers_size
 
 log = get_logger(__name__)
 

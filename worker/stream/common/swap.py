@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 from worker.observability import get_logger
-from worker.stream.ports import Model
-from worker.stream.types import Scorer
+from worker.stream.common.ports import Model
+from worker.stream.common.types import Scorer
 
 log = get_logger(__name__)
 

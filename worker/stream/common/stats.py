@@ -1,7 +1,7 @@
 """The pipeline's counters: each event is counted once, here, and forwarded to the metrics.
 
 The summary logs (``throughput``, ``worker_stopped``) read :meth:`RunStats.snapshot`; the Prometheus metrics get
-the same events through :class:`~worker.stream.ports.PipelineMetrics`. Thread-safe: the poll loop, the inference
+the same events through :class:`~worker.stream.common.ports.PipelineMetrics`. Thread-safe: the poll loop, the inference
 thread and the producer's IO thread all count. Acknowledged outputs, counted one by one on the producer's IO
 thread, reach the metrics in batches (:meth:`RunStats.flush`, called by the poll loop and by :meth:`snapshot`).
 """
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from worker.stream.ports import NullMetrics, PipelineMetrics
-from worker.stream.types import SourceRecord
+from worker.stream.common.ports import NullMetrics, PipelineMetrics
+from worker.stream.common.types import SourceRecord
 
 
 @dataclass

@@ -35,7 +35,7 @@ from kafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
-from worker.stream import kafka_compat
+from worker.stream.kafka import kafka_compat
 
 NULL_VALUE = "null_value"
 KEY_NOT_UTF8 = "key_not_utf8"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from worker.observability import get_logger
-from worker.stream.ports import HealthReporter, Model
+from worker.stream.common.ports import HealthReporter, Model
 
 if TYPE_CHECKING:
     from worker.settings import Inference

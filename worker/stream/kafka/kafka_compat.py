@@ -53,8 +53,8 @@ class KafkaCompatError(RuntimeError):
 
 def _fail(what: str) -> KafkaCompatError:
     return KafkaCompatError(
-        f"{what}: worker.stream.kafka_compat was written for kafka-python {SUPPORTED_VERSIONS}, "
-        f"installed is {kafka.__version__}; check the private kafka-python use in worker/stream/kafka_compat.py"
+        f"{what}: worker.stream.kafka.kafka_compat was written for kafka-python {SUPPORTED_VERSIONS}, "
+        f"installed is {kafka.__version__}; check the private kafka-python use in worker/stream/kafka/kafka_compat.py"
     )
 
 
@@ -67,9 +67,9 @@ def check_version(version: str) -> None:
         major_minor = None
     if major_minor != _SUPPORTED_MAJOR_MINOR:
         raise KafkaCompatError(
-            f"kafka-python {version} is installed, but worker.stream.kafka_compat supports only kafka-python "
+            f"kafka-python {version} is installed, but worker.stream.kafka.kafka_compat supports only kafka-python "
             f"{SUPPORTED_VERSIONS}: it uses private kafka-python internals; check them against the new version "
-            "(worker/stream/kafka_compat.py) before widening the supported range"
+            "(worker/stream/kafka/kafka_compat.py) before widening the supported range"
         )
 
 

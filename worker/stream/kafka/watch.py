@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from worker.observability import get_logger
-from worker.stream.ports import HealthReporter, PipelineMetrics
+from worker.stream.common.ports import HealthReporter, PipelineMetrics
 
 log = get_logger(__name__)
 
