@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.support.model_fixtures",
     "tests.support.model_variants",
     "tests.support.kafka_fixtures",
+    "tests.support.starter_fixtures",
     "tests.support.ci_skips",
     "tests.support.ordering",
     "pytester",  # tests of the plugins above

@@ -32,7 +32,7 @@ SECTIONS = (
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_bench_quick_writes_a_report(tmp_path: Path) -> None:
+def test_bench_quick_writes_a_report(tmp_path: Path, starter_cache_dir: Path, starter_materials: object) -> None:
     output = tmp_path / "report"
     # secrets set and debug logging: neither may show them (nothing in the bench needs them)
     env = {**os.environ, "SENTIMENT_SASL_PASSWORD": SECRET, "SENTIMENT_SSL_PASSWORD": SECRET + "-ssl"}
@@ -49,6 +49,9 @@ def test_bench_quick_writes_a_report(tmp_path: Path) -> None:
             str(output),
             "--cache-dir",
             str(tmp_path / "cache"),
+            # the pipeline ceiling's near-free model uses the real uncased tokenizer (MiniLM's, from the materials)
+            "--starter-cache",
+            str(starter_cache_dir),
             "--no-progress",
             "--log-level",
             "debug",
