@@ -55,5 +55,24 @@ def test_sweep_splits_the_device_between_processes_and_a_failing_cell_costs_one_
     text = "\n".join(device.markdown({"simulated_device": found}))
     assert "| host ceiling (device free) | 1 | 9,000.0 |" in text
     assert "| 2,000 | 2 | failed: RuntimeError" in text
-    assert "**met** in 3 of 3 cells" in text
+    assert "**met** (met in 3 of 3 cells)" in text
     assert device.markdown({}) == ["(not run in this mode)"]
+
+
+def test_the_host_ceiling_is_the_best_rate_reached_in_the_run() -> None:
+    # with no wait the pipeline reached 3,100 msg/s; with a device of 8,000 it reached 4,500: C = 4,500, so
+    # R = 4,000 lies below the ceiling and is judged
+    section = {
+        "host_ceiling": {"1": {"msgs_per_s": 3_100.0}},
+        "cells": [
+            {"rate": 4_000, "processes": 1, "msgs_per_s": 3_380.0},
+            {"rate": 8_000, "processes": 1, "msgs_per_s": 4_500.0},
+        ],
+        "target": 0.9,
+    }
+    judged = device.judge(section)
+    assert judged["host_ceiling_best"] == {"1": 4_500.0}
+    four, eight = judged["cells"]
+    assert four["below_host_ceiling"] is True and four["target_met"] is False and four["achieved_over_rate"] == 0.845
+    assert eight["below_host_ceiling"] is False and "target_met" not in eight
+    assert "N = 1: 4,500.0 msg/s" in "\n".join(device.markdown({"simulated_device": judged}))
