@@ -112,8 +112,8 @@ def sweep(
 
 def judge(section: dict[str, Any]) -> dict[str, Any]:
     """Add each cell's derived columns. The host's ceiling for N processes is the best rate they reached in the run:
-    the device-free cell, or a cell with a device, which can be higher (with no wait the inference thread takes the
-    GIL for every small batch as it comes; a wait lets batches merge)."""
+    the device-free cell, or a cell with a device, which came out higher in the committed run (not explained yet; a
+    guess: with no wait the inference thread takes the GIL for each batch as it comes, a wait lets batches merge)."""
     best: dict[str, float] = {}
     for n, r in (section.get("host_ceiling") or {}).items():
         best[n] = max(best.get(n, 0.0), float(r.get("msgs_per_s") or 0.0))
