@@ -97,6 +97,11 @@ class EnrichmentMeta(BaseModel):
     processed_at: datetime = Field(description="When the worker produced the record (UTC).")
     latency_ms: float = Field(ge=0.0, description="From the worker receiving the record to producing it.")
     truncated: bool = Field(default=False, description="The text was truncated to the configured limits.")
+    simulated: bool = Field(
+        default=False,
+        description="Present (true) when a simulated device scored the record (simulate_device_rate): the "
+        "prediction is not real. Absent otherwise.",
+    )
 
 
 class EnrichedRecord(BaseModel):

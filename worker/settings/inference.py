@@ -56,7 +56,7 @@ class Inference(Section):
         description="Simulated device: replace the model's forward pass by a wait of rows/R seconds (R = this "
         "rate in rows per second; the wait holds no GIL and burns no CPU), measuring how well the host feeds an "
         "accelerator; tokenizing, padding, encoding and producing stay real. Outputs say "
-        "sentiment_meta.model.simulated: true. Unset = off.",
+        "sentiment_meta.simulated: true. Unset = off.",
     )
     inference_failures_to_open: int = Field(
         default=3,

@@ -105,6 +105,7 @@ class Encoder:
         if len(items) != len(probs):
             raise ValueError(f"{len(items)} items but {len(probs)} predictions")
         labels, model_meta, model_headers = self._model(scorer)
+        simulated = bool(model_meta.get("simulated"))  # a simulated device scored it: every output says so
         model_header_bytes = sum(len(k) + len(v) for k, v in model_headers)
         now = time.time()
         processed_at = datetime.fromtimestamp(now, UTC).isoformat()
@@ -141,6 +142,8 @@ class Encoder:
                 "latency_ms": round(max(0.0, now - item.received) * 1000.0, 3),
                 "truncated": item.truncated,
             }
+            if simulated:
+                meta["simulated"] = True
             key = record.key
             if fast is not None:
                 payload = dict(item.payload)

@@ -135,6 +135,8 @@ def test_every_output_of_a_simulated_run_says_so(broker, topic_name: str, tiny_s
         assert worker.stop() == 0
     assert len(out) == 300
     for record in out:
-        meta = EnrichedRecord.model_validate(json.loads(record.value)).sentiment_meta.model
+        enrichment = EnrichedRecord.model_validate(json.loads(record.value)).sentiment_meta
+        assert enrichment.simulated is True, "sentiment_meta.simulated: true on every output"
+        meta = enrichment.model
         assert meta.simulated is True and meta.provider == "SimulatedDevice"
     assert worker.runner.batching.chunk_size == 256, "an accelerator's calls"
