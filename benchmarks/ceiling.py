@@ -208,7 +208,7 @@ def pipeline_ceiling(
         traced: dict[str, dict[str, Any]] = {}
         sink = None
         if set(variants) & set(tracing.TRACING_VARIANTS):  # the same records with a traceparent each
-            sink = stack.enter_context(tracing.OtlpSink())
+            sink = stack.enter_context(tracing.counting_sink())
             traced_topic = tracing.preload(bootstrap, topic, texts, total, partitions)
             traced = {
                 name: {"topic": traced_topic, "env": tracing.env_for(name, sink)} for name in tracing.TRACING_VARIANTS

@@ -8,7 +8,7 @@ tracing off), in the same run:
   child (same trace id, new span id) into its output; the Kafka client also carries the header bytes both ways;
 - ``worker_otel``: the same with OpenTelemetry on (the ``[otel]`` extra, ``OTEL_TRACES_EXPORTER=otlp``): one span per
   model batch with a link per record, exported over OTLP/HTTP to a stand-in collector in the benchmark's process
-  (:class:`OtlpSink`: it counts the bytes and answers 200; its CPU is not the worker's).
+  (:func:`counting_sink`: it counts the bytes and answers 200; its CPU is not the worker's).
 
 With tracing off, what the worker adds to a model batch is one call of the no-op tracer, and to a record with headers
 a scan for ``traceparent`` (and, if valid, writing the child): :func:`costs_alone` measures both alone (ns, best of
@@ -18,10 +18,10 @@ a scan for ``traceparent`` (and, if valid, writing the child): :func:`costs_alon
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from devtools.otlp_receiver import OtlpReceiver
 
 TRACING_VARIANTS = ("worker_traceparent", "worker_otel")
 
@@ -56,43 +56,13 @@ def preload(bootstrap: list[str], topic: str, texts: list[str], total: int, part
     return name
 
 
-class OtlpSink:
-    """A stand-in OTLP/HTTP collector: ``POST /v1/traces`` is read, counted and answered 200 (nothing decoded)."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.bytes = 0
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                sink.bytes += len(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                sink.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="otlp-sink", daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> OtlpSink:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def counting_sink() -> OtlpReceiver:
+    """A stand-in OTLP/HTTP collector that counts the export requests and their bytes and answers 200 (nothing
+    decoded: its CPU is not the worker's)."""
+    return OtlpReceiver(decode=False)
 
 
-def env_for(variant: str, sink: OtlpSink | None) -> dict[str, str]:
+def env_for(variant: str, sink: OtlpReceiver | None) -> dict[str, str]:
     """The ``OTEL_*`` environment of a tracing variant's process (tracing off unless it is ``worker_otel``)."""
     if variant == "worker_otel" and sink is not None:
         return {

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import ceiling_report
 from benchmarks.ceiling import VARIANTS, ratios
-from benchmarks.ceiling_tracing import TRACING_VARIANTS, OtlpSink, env_for, headers, null_tracer_cost
+from benchmarks.ceiling_tracing import TRACING_VARIANTS, counting_sink, env_for, headers, null_tracer_cost
 from worker.tracing.context import find_traceparent, find_tracestate
 from worker.tracing.setup import tracing_asked
 
@@ -25,7 +25,7 @@ def test_every_traced_record_has_a_valid_distinct_traceparent() -> None:
 
 def test_only_worker_otel_asks_for_spans_and_the_sink_counts_exports() -> None:
     assert set(TRACING_VARIANTS) <= set(VARIANTS)
-    with OtlpSink() as sink:
+    with counting_sink() as sink:
         assert tracing_asked(env_for("worker_otel", sink))
         assert env_for("worker_otel", sink)["OTEL_EXPORTER_OTLP_ENDPOINT"] == sink.endpoint
         assert not tracing_asked(env_for("worker_traceparent", sink))
