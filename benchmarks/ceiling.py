@@ -159,8 +159,16 @@ def run_variant(name: str, config: dict[str, Any], timeout_s: float = TIMEOUT_S 
 
 
 # ---- the section ------------------------------------------------------------------------------------------
-def preload(bootstrap: list[str], topic: str, texts: list[str], total: int, partitions: int) -> None:
-    """``total`` tweet-like JSON records (texts cycled) over ``partitions`` partitions, all acknowledged."""
+def preload(
+    bootstrap: list[str],
+    topic: str,
+    texts: list[str],
+    total: int,
+    partitions: int,
+    headers: Callable[[int], list[tuple[str, bytes]]] | None = None,
+) -> None:
+    """``total`` tweet-like JSON records (texts cycled, :func:`~benchmarks.ceiling_formats.record`) over
+    ``partitions`` partitions, all acknowledged; ``headers(n)``: the ``n``-th record's headers (none if not given)."""
     from kafka import KafkaProducer
     from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -171,9 +179,9 @@ def preload(bootstrap: list[str], topic: str, texts: list[str], total: int, part
         admin.close()
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=65_536)
     for n in range(total):
-        value = {"id": f"c-{n}", "user": f"u{n % 997}", "lang": "en", "text": texts[n % len(texts)]}
-        producer.send(topic, key=f"k{n % 64}".encode(), value=json.dumps(value).encode())
-    producer.flush(timeout=120)
+        value = json.dumps(formats.record(n, texts)).encode()
+        producer.send(topic, key=f"k{n % 64}".encode(), value=value, headers=headers(n) if headers else None)
+    producer.flush(timeout=180)
     producer.close()
 
 
@@ -209,7 +217,8 @@ def pipeline_ceiling(
         sink = None
         if set(variants) & set(tracing.TRACING_VARIANTS):  # the same records with a traceparent each
             sink = stack.enter_context(tracing.counting_sink())
-            traced_topic = tracing.preload(bootstrap, topic, texts, total, partitions)
+            traced_topic = f"{topic}-traced"
+            preload(bootstrap, traced_topic, texts, total, partitions, headers=tracing.headers)
             traced = {
                 name: {"topic": traced_topic, "env": tracing.env_for(name, sink)} for name in tracing.TRACING_VARIANTS
             }

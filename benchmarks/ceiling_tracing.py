@@ -1,8 +1,8 @@
 """Pipeline ceiling, trace context: what carrying W3C ``traceparent`` and exporting OpenTelemetry spans costs.
 
-The ceiling section's JSON topic (``benchmarks.ceiling.preload``) is written again, record for record, with a
-``traceparent`` header on every record (a ``tracestate`` on every other one). Beside ``worker`` (no trace context,
-tracing off), in the same run:
+The ceiling section's JSON topic is written again (``benchmarks.ceiling.preload`` with :func:`headers`), record
+for record, with a ``traceparent`` header on every record (a ``tracestate`` on every other one). Beside ``worker``
+(no trace context, tracing off), in the same run:
 
 - ``worker_traceparent``: the worker on the traced records, tracing off: it parses each traceparent and writes the
   child (same trace id, new span id) into its output; the Kafka client also carries the header bytes both ways;
@@ -17,7 +17,6 @@ a scan for ``traceparent`` (and, if valid, writing the child): :func:`costs_alon
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -32,28 +31,6 @@ def headers(n: int) -> list[tuple[str, bytes]]:
     if n % 2 == 0:
         out.append(("tracestate", b"bench=r1,other=x"))
     return out
-
-
-def preload(bootstrap: list[str], topic: str, texts: list[str], total: int, partitions: int) -> str:
-    """The traced topic: the ceiling's records with their trace context; its name."""
-    from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    name = f"{topic}-traced"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        admin.close()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=65_536)
-    for n in range(total):
-        value = json.dumps(
-            {"id": f"c-{n}", "user": f"u{n % 997}", "lang": "en", "text": texts[n % len(texts)]}
-        ).encode()
-        producer.send(name, key=f"k{n % 64}".encode(), value=value, headers=headers(n))
-    producer.flush(timeout=180)
-    producer.close()
-    return name
 
 
 def counting_sink() -> OtlpReceiver:
