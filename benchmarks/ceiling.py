@@ -310,6 +310,32 @@ TARGET_OVER_LOOP = 1.0  # worker msg/s ÷ the single-threaded loop with the same
 TARGETS_HOLD_FOR = "a near-free model (under 1 MFLOP per token: one ONNX Runtime thread, as in the loop)"
 
 
+def free_model_run(
+    cache_dir: Path,
+    measure: Callable[[list[str], Path, list[str]], dict[str, Any]],
+    *,
+    starter_cache: Path | None = None,
+    bootstrap: list[str] | None = None,
+    texts: list[str] | None = None,
+) -> dict[str, Any]:
+    """``measure(bootstrap, model_dir, texts)`` on the near-free model (fp32), 4,096 tweet-like texts unless given and
+    a broker (an embedded one unless ``bootstrap``); its results with the model's description added."""
+    from benchmarks import datasets as ds
+    from benchmarks.models import prepare_model
+    from devtools.broker import EmbeddedBroker
+
+    model = prepare_model("free", ["fp32"], cache_dir, starter_cache=starter_cache)
+    texts = texts or ds.generated("tweet", 4_096, seed=7).texts
+    broker = None if bootstrap else EmbeddedBroker().start()
+    try:
+        found = measure(bootstrap or [broker.bootstrap], model.exports["fp32"], texts)  # type: ignore[union-attr]
+    finally:
+        if broker is not None:
+            broker.stop()
+    found["model"] = model.describe()
+    return found
+
+
 def run_section(
     cache_dir: Path,
     *,
@@ -320,26 +346,15 @@ def run_section(
     partitions: int = 4,
 ) -> dict[str, Any]:
     """The report's "Pipeline ceiling" section: the near-free model, every variant on the same records."""
-    from benchmarks import datasets as ds
-    from benchmarks.models import prepare_model
-    from devtools.broker import EmbeddedBroker
-
-    model = prepare_model("free", ["fp32"], cache_dir, starter_cache=starter_cache)
-    total = 4_000 if quick else 40_000
-    texts = texts or ds.generated("tweet", 4_096, seed=7).texts
-    broker = None if bootstrap else EmbeddedBroker().start()
-    try:
-        found = pipeline_ceiling(
-            bootstrap or [broker.bootstrap],  # type: ignore[union-attr]
-            model.exports["fp32"],
-            texts,
-            total=total,
-            partitions=partitions,
-        )
-    finally:
-        if broker is not None:
-            broker.stop()
-    found["model"] = model.describe()
+    found = free_model_run(
+        cache_dir,
+        lambda servers, model_dir, records: pipeline_ceiling(
+            servers, model_dir, records, total=4_000 if quick else 40_000, partitions=partitions
+        ),
+        starter_cache=starter_cache,
+        bootstrap=bootstrap,
+        texts=texts,
+    )
     found["targets"] = {
         "msgs_per_s": TARGET_MSGS_PER_S,
         "cpu_us_per_msg": TARGET_CPU_US,

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ceiling import preload
+from benchmarks.ceiling import free_model_run, preload
 from benchmarks.ceiling_procs import run_processes
 from worker.observability import get_logger
 
@@ -145,28 +145,21 @@ def run_section(
     partitions: int = 4,
 ) -> dict[str, Any]:
     """The report's "Simulated device" section."""
-    from benchmarks import datasets as ds
-    from benchmarks.models import prepare_model
-    from devtools.broker import EmbeddedBroker
-
-    model = prepare_model("free", ["fp32"], cache_dir, starter_cache=starter_cache)
-    texts = texts or ds.generated("tweet", 4_096, seed=7).texts
-    broker = None if bootstrap else EmbeddedBroker().start()
-    try:
-        found = sweep(
-            bootstrap or [broker.bootstrap],  # type: ignore[union-attr]
-            model.exports["fp32"],
-            texts,
+    return free_model_run(
+        cache_dir,
+        lambda servers, model_dir, records: sweep(
+            servers,
+            model_dir,
+            records,
             rates=QUICK_RATES if quick else RATES,
             processes=QUICK_PROCESSES if quick else PROCESSES,
             cell_seconds=QUICK_CELL_SECONDS if quick else CELL_SECONDS,
             partitions=partitions,
-        )
-    finally:
-        if broker is not None:
-            broker.stop()
-    found["model"] = model.describe()
-    return found
+        ),
+        starter_cache=starter_cache,
+        bootstrap=bootstrap,
+        texts=texts,
+    )
 
 
 # ---- the report -------------------------------------------------------------------------------------------------
