@@ -16,6 +16,13 @@ from benchmarks.ceiling_report import markdown as ceiling_markdown
 from benchmarks.device import markdown as device_markdown
 from benchmarks.http_bench import markdown as http_markdown
 from benchmarks.plots import make_plots
+from benchmarks.report_cells import fmt as _fmt
+from benchmarks.report_cells import label as _label
+from benchmarks.report_cells import pct as _pct
+from benchmarks.report_cells import table as _table
+from benchmarks.report_cells import x as _x
+from benchmarks.report_e2e import baselines as _baselines
+from benchmarks.report_e2e import end_to_end as _end_to_end
 from worker.observability import get_logger
 
 log = get_logger(__name__)
@@ -36,33 +43,6 @@ def write(results: dict[str, Any], output: Path) -> dict[str, Path]:
 
 
 # ---- markdown -----------------------------------------------------------------------------------------------
-def _fmt(value: Any, suffix: str = "") -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        text = f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
-        return text + suffix
-    return f"{value}{suffix}"
-
-
-def _pct(value: Any) -> str:
-    return "—" if value is None else f"{value * 100:.1f}%"
-
-
-def _x(value: Any) -> str:
-    return "—" if value is None else f"{value:.2f}×"
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def _label(results: dict[str, Any], key: str) -> str:
-    return (results.get("models") or {}).get(key, {}).get("label", key)
-
-
 def markdown(results: dict[str, Any]) -> str:
     """The whole ``report.md``: the header, then each of :data:`SECTIONS` (its heading, then its body)."""
     lines = _header(results)
@@ -257,132 +237,6 @@ def _grid_model(label: str, g: dict[str, Any]) -> list[str]:
     )
     lines.append("")
     return lines
-
-
-def _end_to_end(results: dict[str, Any]) -> list[str]:
-    e2e = results.get("end_to_end") or {}
-    if not e2e:
-        return ["(not run in this mode)"]
-    st = e2e.get("settings", {})
-    lines = [
-        f"Broker: {e2e.get('broker')}. Worker settings: max_batch_size {st.get('max_batch_size')}, max_wait_ms "
-        f"{st.get('max_wait_ms')}, inference_batch_size {st.get('inference_batch_size')}, max_length "
-        f"{st.get('max_length')}, threads {st.get('threads')}, {st.get('partitions')} partitions, session timeout "
-        f"{st.get('session_timeout_ms')} ms. Messages: {e2e.get('texts_source')}. The worker runs in its own "
-        "process; the load generator, output consumer and lag sampler run in the benchmark process on the same "
-        "cores. Saturation = a burst drained by the worker, throughput = outputs after the first arriving group ÷ "
-        "time from the first to the last output; "
-        "latency = output arrival − `sent_at`.",
-        "",
-    ]
-    runs = e2e.get("runs") or {}
-    lines += _table(
-        [
-            "run",
-            "phase",
-            "offered msg/s",
-            "msg/s",
-            "received/sent",
-            "latency p50 ms",
-            "p95",
-            "p99",
-            "avg batch",
-            "ms/batch",
-            "padding waste",
-            "CPU cores: worker/harness/broker",
-        ],
-        [
-            _phase_row(name, phase_name, p)
-            for name, run in runs.items()
-            for phase_name, p in run.get("phases", {}).items()
-        ],
-    )
-    lines += [
-        "",
-        "CPU cores = CPU seconds ÷ wall seconds of the phase: the system under test (our worker or the "
-        "naive consumer), the harness (load generator, output consumer, lag sampler: this process) and the broker.",
-        "",
-    ]
-    for name, run in runs.items():
-        lags = [s["lag"] for s in run.get("lag_timeline", []) if s["lag"] >= 0]
-        lines.append(
-            f"- {name}: ready after {_fmt(run.get('startup_s'))} s (process start, model load, group join); "
-            f"max committed lag {max(lags) if lags else '—'}; duplicates seen {run.get('duplicates')}; "
-            f"exit {run.get('final', {}).get('rc', run.get('final', {}).get('exitcode'))}"
-        )
-    lines.append("")
-    return lines
-
-
-def _phase_row(name: str, phase_name: str, p: dict[str, Any]) -> list[Any]:
-    lat = p.get("latency") or {}
-    w = p.get("worker") or {}
-    return [
-        name,
-        phase_name,
-        _fmt(p.get("offered_msgs_per_s")),
-        _fmt(p.get("msgs_per_s") or p.get("achieved_msgs_per_s")),
-        f"{p.get('received')}/{p.get('sent')}",
-        _fmt(lat.get("p50_ms")),
-        _fmt(lat.get("p95_ms")),
-        _fmt(lat.get("p99_ms")),
-        _fmt(w.get("avg_batch_size")),
-        _fmt(w.get("ms_per_batch_mean")),
-        _pct(w.get("padding_waste")),
-        "/".join(_fmt(c.get(k)) for k in ("sut", "harness", "broker")) if (c := p.get("cpu_cores")) else "—",
-    ]
-
-
-def _baselines(results: dict[str, Any]) -> list[str]:
-    e2e = results.get("end_to_end") or {}
-    if not e2e:
-        return ["(not run in this mode)", ""]
-    rows = []
-    for key, ceilings in (e2e.get("model_only") or {}).items():
-        for precision, c in ceilings.items():
-            rows.append(
-                [
-                    key,
-                    f"(c) model-only ONNX {precision}",
-                    _fmt(c["msgs_per_s"]),
-                    c["messages"],
-                    f"{c['msgs_per_s_all']}",
-                    f"full batch p50 {_fmt(c['ms_per_full_batch_p50'])} ms",
-                ]
-            )
-    for key, t in (e2e.get("torch_eager") or {}).items():
-        rows.append(
-            [
-                key,
-                "(b) PyTorch eager batched",
-                _fmt(t["msgs_per_s"]),
-                t["messages"],
-                f"{t['msgs_per_s_all']}",
-                f"{t['threads']} threads",
-            ]
-        )
-    for run in (e2e.get("runs") or {}).values():
-        if run.get("kind") == "naive":
-            p = run.get("phases", {}).get("saturation", {})
-            rows.append(
-                [
-                    run["model"],
-                    "(a) naive consumer through Kafka",
-                    _fmt(p.get("msgs_per_s")),
-                    p.get("sent"),
-                    "—",
-                    f"{p.get('received')}/{p.get('sent')} received",
-                ]
-            )
-    return [
-        '(a) naive consumer: kafka-python consumer, `transformers.pipeline("text-classification")` on the '
-        "same model's PyTorch weights, one message per call, result produced (run through Kafka like ours); "
-        "(b) PyTorch eager batched like the worker (micro-batches sorted by length, chunks padded to their "
-        "longest), no Kafka; (c) model-only ONNX: our runtime, tokenise + infer in the worker's batching, no Kafka.",
-        "",
-        *_table(["model", "baseline", "msg/s", "messages", "repeats", "note"], rows),
-        "",
-    ]
 
 
 def _gpu(results: dict[str, Any]) -> list[str]:
