@@ -42,6 +42,7 @@ TARGET_SATURATION = 0.95  # end to end at saturation ≥ 0.95 × model-only
 FETCH_MAX_WAIT_MS = 10
 STEADY_FROM = 0.1  # the saturation rate is taken from this fraction of the burst's outputs on
 WARMUP = 32
+MODEL_ONLY_SECONDS = 8.0  # records per model-only repeat: about this long at the rate a first probe measures
 
 
 @dataclass
@@ -129,13 +130,11 @@ def model_only(spec: LatencySpec) -> dict[str, Any]:
     from worker.model.runtime import SentimentModel
 
     model = SentimentModel.load(spec.model_dir, device=spec.device, threads=spec.threads, max_length=spec.max_length)
-    out = pipeline_ceiling(
-        model,
-        spec.texts,
-        max_batch_size=spec.max_batch_size,
-        inference_batch_size=spec.inference_batch_size,
-        repeats=spec.model_only_repeats,
-    )
+    batching = {"max_batch_size": spec.max_batch_size, "inference_batch_size": spec.inference_batch_size}
+    probe = pipeline_ceiling(model, spec.texts[: 2 * spec.max_batch_size], repeats=1, **batching)["msgs_per_s"]
+    # about MODEL_ONLY_SECONDS of records per repeat (a slow machine or model gets fewer, never under 4 batches)
+    count = max(4 * spec.max_batch_size, min(len(spec.texts), round(probe * MODEL_ONLY_SECONDS)))
+    out = pipeline_ceiling(model, spec.texts[:count], repeats=spec.model_only_repeats, **batching)
     for size in (1, 8):
         ids, _ = model.tokenize(spec.texts[:size])
         for _ in range(3):
@@ -174,6 +173,8 @@ def run(spec: LatencySpec) -> dict[str, Any]:
         "load_before": {**machine.load_snapshot(), "others_cpu_share": machine.others_cpu_share(1.0)},
     }
     monitor = machine.CpuMonitor(interval=2.0).start()
+    monitor.section = "sgemm"
+    result["sgemm"] = machine.sgemm_ceiling(threads=2, repeats=3)  # how fast the CPU is right now (a noise gauge)
     monitor.section = "model_only"
     result["model_only"] = rate = model_only(spec)
     broker = None if spec.bootstrap else EmbeddedBroker().start()

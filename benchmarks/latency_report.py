@@ -42,7 +42,8 @@ def markdown(result: dict[str, Any], machine: dict[str, Any] | None = None) -> s
     lines += [
         f"Load average before/after: {before.get('load1')} / {after.get('load1')}; other processes' CPU share "
         f"before/after: {_fmt(before.get('others_cpu_share'))} / {_fmt(after.get('others_cpu_share'))} "
-        "(0 = quiet; above ~0.1 the figures are disturbed).",
+        "(0 = quiet; above ~0.1 the figures are disturbed); float32 2048² matrix multiply on 2 threads: "
+        f"{_fmt(result.get('sgemm', {}).get('gflops_median'))} GFLOP/s, median of 3.",
         "",
         f"Worker settings: max_batch_size {s.get('max_batch_size')}, inference_batch_size "
         f"{s.get('inference_batch_size')}, max_wait_ms {s.get('max_wait_ms')}, fetch_max_wait_ms "

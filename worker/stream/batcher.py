@@ -12,8 +12,9 @@ When the model is idle and fewer than ``max_batch_size`` records wait, the batch
 - its oldest record waited ``max_wait_ms`` (``time``), an HTTP input waits (``direct``: a client is blocked on it),
   or the queue drains (``drain``: a revoke, a shutdown);
 - or waiting can't pay (``pace``, :class:`~worker.stream.pacing.Pacer`): the model, at this batch size, keeps up
-  with the arrival rate the queue measures, or no record is expected before ``max_wait_ms`` is up. It learns the
-  model's time per batch size from the stage (:meth:`InferQueue.observe`).
+  with the arrival rate the queue measures, no record is expected before ``max_wait_ms`` is up, or the batch
+  expected by then would cost the model about as much per record. It learns the model's time per batch size from
+  the stage (:meth:`InferQueue.observe`).
 
 Otherwise it waits for company, at most until the oldest record's ``max_wait_ms``. At saturation the model finds a
 full batch waiting whenever it is ready, so this only decides at moderate load, where waiting costs latency.
@@ -183,7 +184,7 @@ class InferQueue:
         left = self._waiting[0][1] + self.max_wait_s - now
         if left <= 0:
             return "time", 0.0
-        if self.pacer.run_now(size, left, now):
+        if self.pacer.run_now(size, left, now, self.max_batch_size):
             return "pace", 0.0
         return "", left
 

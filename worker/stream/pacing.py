@@ -10,15 +10,18 @@ holds its lock):
   batch-size bucket (:data:`BUCKETS`). A size whose bucket has no observation yet borrows the nearest learned one.
 
 The decision (:meth:`Pacer.run_now`), for ``n`` records waiting while the model is idle: run now when waiting can't
-pay, that is when either
+pay, that is when
 
 - the model, running batches of ``n``, keeps up with the arrivals (λ × time per record at ``n`` ≤ ``keep_up``):
   records that arrive meanwhile form the next batch, and the model still has slack; waiting would only add latency;
-- no record is expected before the oldest one's ``max_wait`` is up (λ × the time left < 1).
+- or no record is expected before the oldest one's ``max_wait`` is up (λ × the time left < 1);
+- or the batch expected by then (``n`` + λ × the time left, at most ``max_batch_size``) would not take the model
+  meaningfully less time per record (less than ``min_gain`` saved, by what was learned): on a CPU a transformer's
+  time per record hardly falls past a few records, so a fuller batch buys no throughput there, only latency.
 
-Otherwise (the arrivals outpace what the model does at this size) it is worth waiting, at most until ``max_wait``,
-for a batch at which the model keeps up. With no model time learned yet (no call has run) nothing says waiting
-can't pay: the batch waits as ``max_wait`` says, like a plain micro-batcher, until the first call teaches it.
+Otherwise (the arrivals outpace what the model does at this size and a fuller batch is cheaper per record) it waits,
+at most until ``max_wait``. With no model time learned yet (no call has run) nothing says waiting can't pay: the
+batch waits as ``max_wait`` says, like a plain micro-batcher, until the first call teaches it.
 """
 
 from __future__ import annotations
@@ -40,12 +43,15 @@ class Pacer:
     """Learned arrival rate and model time per record by batch size; :meth:`run_now` decides. Not thread-safe: its
     owner serialises the calls."""
 
-    def __init__(self, *, rate_window_s: float = 1.0, alpha: float = 0.2, keep_up: float = 0.8) -> None:
-        if rate_window_s <= 0 or not 0 < alpha <= 1 or keep_up <= 0:
-            raise ValueError("rate_window_s and keep_up must be positive, alpha in (0, 1]")
+    def __init__(
+        self, *, rate_window_s: float = 1.0, alpha: float = 0.2, keep_up: float = 0.8, min_gain: float = 0.1
+    ) -> None:
+        if rate_window_s <= 0 or not 0 < alpha <= 1 or keep_up <= 0 or not 0 <= min_gain < 1:
+            raise ValueError("rate_window_s and keep_up must be positive, alpha in (0, 1], min_gain in [0, 1)")
         self.rate_window_s = rate_window_s
         self.alpha = alpha
         self.keep_up = keep_up
+        self.min_gain = min_gain
         self._count = 0.0  # arrivals, exponentially decayed (time constant rate_window_s)
         self._at: float | None = None  # when _count was last decayed
         self._per_record: dict[int, float] = {}  # bucket → EWMA of model seconds per record
@@ -90,13 +96,17 @@ class Pacer:
         return dict(self._per_record)
 
     # ---- the decision ------------------------------------------------------------------------------------------
-    def run_now(self, n: int, time_left_s: float, now: float) -> bool:
-        """Whether ``n`` waiting records (the model idle, the oldest due in ``time_left_s``) should run now."""
+    def run_now(self, n: int, time_left_s: float, now: float, max_size: int) -> bool:
+        """Whether ``n`` waiting records (the model idle, the oldest due in ``time_left_s``, batches of at most
+        ``max_size``) should run now."""
         per_record = self.per_record_s(n)
         if per_record is None:
             return False
         rate = self.rate(now)
-        return rate * per_record <= self.keep_up or rate * time_left_s < 1.0
+        if rate * per_record <= self.keep_up or rate * time_left_s < 1.0:
+            return True
+        fuller = self.per_record_s(min(max_size, n + int(rate * time_left_s)))
+        return fuller is None or fuller > per_record * (1.0 - self.min_gain)
 
     def _decay(self, now: float) -> None:
         if self._at is not None and now > self._at:

@@ -35,9 +35,11 @@ def direct(offset: int, tokens: int = 5) -> Item:
 
 
 def slow_model_pacer() -> Pacer:
-    """A pacer that has learned a slow model (0.1 s per record) and a busy stream: waiting for company pays."""
+    """A pacer that has learned a slow model (0.1 s for one record, a tenth of that per record in a full batch) and a
+    busy stream: waiting for company pays."""
     pacer = Pacer()
     pacer.observe(1, 0.1)
+    pacer.observe(64, 0.64)
     pacer.arrived(1000, time.monotonic())
     return pacer
 
