@@ -35,9 +35,14 @@ def plot_drawn(driver: Any, element_id: str = "sw-mix") -> bool:
 
 
 def wait_page(driver: Any, what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = check()
+        try:
+            result = check()
+        except StaleElementReferenceException:  # the page re-rendered what check() had found: look again
+            result = None
         if result:
             return result
         time.sleep(0.25)

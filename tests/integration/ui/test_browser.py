@@ -57,12 +57,11 @@ def _try_it(browser: Any, text: str) -> str:
     box.send_keys(text)
     browser.find_element("id", "sw-try-button").click()
 
-    def answered() -> Any:
+    def answered() -> str | None:
         element = browser.find_elements("id", "sw-try-result")
-        return element and (element[0].get_attribute("data-label") or element[0].text.strip()) and element[0]
+        return (element and (element[0].get_attribute("data-label") or element[0].text.strip())) or None
 
-    result = wait_page(browser, "the try-it answer", answered, timeout=30)
-    return str(result.get_attribute("data-label") or result.text)
+    return str(wait_page(browser, "the try-it answer", answered, timeout=30))
 
 
 def test_live_records_dead_letters_lag_and_try_it(
@@ -174,4 +173,12 @@ def test_ui_demo_command_serves_the_whole_demo(browser: Any, tiny_onnx_dir: Path
         rc = proc.wait(90)
     logged = log_path.read_text()
     assert rc == 0, logged[-3000:]
-    assert "stopping ..." in logged and "Traceback" not in logged
+    assert "stopping ..." in logged
+    before_stop, _, after_stop = logged.partition("stopping ...")
+    assert "Traceback" not in before_stop
+    # kafka-python 3.0.12 logs one error with a traceback when a client is closed while its I/O thread is in a
+    # recv (its socket is set to None under it): the library's, at close, and nothing else may be logged so
+    assert all(
+        "Error receiving network data closing socket [kafka.net.transport]" in chunk
+        for chunk in after_stop.split("Traceback")[:-1]
+    ), after_stop[-3000:]
