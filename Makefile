@@ -25,7 +25,7 @@ ui: $(STAMP)  ## the live web app over the demo stream (embedded broker, worker,
 # Test processes (pytest-xdist): the integration tests spend most of their time waiting on the broker, worker
 # processes and timers, so a few run side by side even on 2 cores. Each has its own embedded broker; a file's tests
 # stay together (--dist loadfile: their module fixtures are built once). TEST_WORKERS=0 runs them in this process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 
 test: $(STAMP)  ## all tests: unit, integration (real broker, real ONNX exports) and slow ones; lists the 20 slowest
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
