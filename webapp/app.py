@@ -19,7 +19,7 @@ from typing import Any, Protocol, Self, TextIO
 from webapp.classify import Classifier, HttpClassifier, LocalClassifier, classify_text
 from webapp.data import LiveStats
 from webapp.feed import LagFeed, Status, TopicFeed
-from webapp.page import build_blocks, render, try_it_html
+from webapp.page import build_blocks, gradio, render, try_it_html
 from worker.observability import get_logger, redact_secrets
 from worker.settings import Settings
 
@@ -141,6 +141,10 @@ def start_ui(
 ) -> tuple[LiveApp, Callable[[], None]]:
     """Start the app (and with ``options.demo`` the demo stack first); the app and a function that stops all."""
     stack = options.demo
+    # Gradio first, before any thread starts: importing it parses source with `ast` (its component metaclass), and
+    # CPython 3.11 fails that ("AST constructor recursion depth mismatch") when another thread parses at the same
+    # time; a failed import leaves gradio half-imported for the whole process.
+    gradio()
     if stack is not None:
         print("starting the demo: embedded broker, worker, sample stream ...", file=out, flush=True)
         stack.start(out)

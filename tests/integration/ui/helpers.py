@@ -8,7 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from webapp.app import LiveApp, UiOptions
+from webapp.page import gradio
 from worker.settings import Settings, load_settings
+
+# Import gradio now, before a test starts worker threads: its import parses source with `ast`, which CPython 3.11
+# fails when another thread parses at the same time (webapp.app.start_ui does the same for `ui`).
+gradio()
 
 
 def text_of(driver: Any, element_id: str) -> str | None:
