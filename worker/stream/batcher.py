@@ -20,12 +20,8 @@ Otherwise it waits for company, at most until the oldest record's ``max_wait_ms`
 full batch waiting whenever it is ready, so this only decides at moderate load, where waiting costs latency.
 
 Backpressure and memory: past ``capacity`` records waiting (stream and HTTP) the queue is :meth:`full` and the poll
-loop pauses the consumer; :meth:`wait_for_room` wakes it as soon as the stage takes a batch. It is full earlier when
-a full batch waits and what waits would keep the model busy ``horizon_s`` or more (by the learned time per record):
-polling on would only move the backlog from Kafka into memory, while the fetches take CPU from the model (on 2 cores
-a live stream slowed the starter's model by a third against draining a backlog, ``benchmarks/results/
-2026-12-06-cpu-2core-latency``). A poll's records are always taken in, so at most ``capacity`` +
-``max_poll_records`` stream records wait. HTTP inputs are admitted past the
+loop pauses the consumer; :meth:`wait_for_room` wakes it as soon as the stage takes a batch. A poll's records are
+always taken in, so at most ``capacity`` + ``max_poll_records`` stream records wait. HTTP inputs are admitted past the
 bound (the lane bounds them itself). Order: a batch is a prefix of the queue, so each partition's records reach the
 model in their order.
 
@@ -89,7 +85,6 @@ class InferQueue:
         max_wait_s: float,
         max_batch_tokens: int | None = None,
         capacity: int | None = None,
-        horizon_s: float | None = 1.0,
         pacer: Pacer | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -101,7 +96,6 @@ class InferQueue:
         self.max_wait_s = max(0.0, max_wait_s)
         self.max_batch_tokens = max_batch_tokens
         self.capacity = capacity if capacity is not None else 4 * max_batch_size
-        self.horizon_s = horizon_s  # None: full at capacity only
         self.pacer = pacer if pacer is not None else Pacer()
         self._clock = clock
         self._lock = threading.Lock()
@@ -264,25 +258,16 @@ class InferQueue:
 
     # ---- backpressure, diagnostics -----------------------------------------------------------------------------
     def full(self) -> bool:
-        """The consumer should pause: ``capacity`` records wait, or a full batch and ``horizon_s`` of model work."""
+        """At least ``capacity`` records wait: the consumer should pause."""
         with self._lock:
-            return self._full()
-
-    def _full(self) -> bool:
-        n = len(self._waiting)
-        if n >= self.capacity:
-            return True
-        if self.horizon_s is None or n < self.max_batch_size:
-            return False
-        per_record = self.pacer.per_record_s(self.max_batch_size)
-        return per_record is not None and n * per_record >= self.horizon_s
+            return len(self._waiting) >= self.capacity
 
     def wait_for_room(self, timeout: float) -> bool:
         """Wait at most ``timeout`` seconds until the queue is not full (the stage took a batch); whether it is not."""
         with self._lock:
-            if self._full() and not self._ending:
+            if len(self._waiting) >= self.capacity and not self._ending:
                 self._room.wait(timeout)
-            return not self._full()
+            return len(self._waiting) < self.capacity
 
     def __len__(self) -> int:
         with self._lock:

@@ -144,28 +144,6 @@ def test_full_pauses_and_wait_for_room_returns_when_the_stage_takes_a_batch() ->
     assert q.wait_for_room(0.1) is False and time.monotonic() - started >= 0.09, "nobody takes one: timeout"
 
 
-def test_the_queue_is_full_early_when_a_full_batch_and_horizon_s_of_model_work_wait() -> None:
-    q = InferQueue(max_batch_size=4, max_wait_s=10, capacity=100, horizon_s=1.0)
-    q.put([item(i) for i in range(30)])
-    assert not q.full(), "no model time learned yet: only the capacity counts"
-    q.observe(4, 0.2)  # 50 ms per record in full batches
-    assert q.full(), "30 x 50 ms = 1.5 s of work waits: polling on would only fill memory"
-    for _ in range(3):
-        q.take()
-    assert len(q) == 18 and not q.full(), "0.9 s of work: room again"
-    assert q.wait_for_room(0.0) is True
-    small = InferQueue(max_batch_size=64, max_wait_s=10, capacity=100, horizon_s=1.0)
-    small.observe(64, 64 * 0.5)
-    small.put([item(i) for i in range(10)])
-    assert not small.full(), "5 s of work but not a full batch: the model could starve"
-    unbounded = InferQueue(max_batch_size=4, max_wait_s=10, capacity=100, horizon_s=None)
-    unbounded.observe(4, 0.2)
-    unbounded.put([item(i) for i in range(99)])
-    assert not unbounded.full() and len(unbounded) == 99
-    unbounded.put([item(99)])
-    assert unbounded.full(), "the capacity still bounds it"
-
-
 def test_end_runs_what_waits_then_ends_and_refuses_http_inputs() -> None:
     q = InferQueue(max_batch_size=2, max_wait_s=10, pacer=slow_model_pacer())
     q.put([item(0), item(1), item(2)])
