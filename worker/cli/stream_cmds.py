@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="Sample messages streamed once the worker is ready (default 400); the stream also flows while it "
         "starts (at most as many again): the summary reports that start-up backlog apart from the steady state.",
     )
-    demo.add_argument("--rate", type=float, default=100.0, help="Messages per second (0 = as fast as possible).")
+    demo.add_argument("--rate", type=float, default=40.0, help="Messages per second (0 = as fast as possible).")
     demo.add_argument("--partitions", type=int, default=4, help="Partitions of the demo topic (default 4).")
     demo.add_argument("--show", type=int, default=12, help="Enriched records to print in full (default 12).")
     demo.add_argument("--timeout", type=float, default=300.0, help="Give up after this many seconds.")
