@@ -179,6 +179,7 @@ UNSAFE = re.compile(
 RUN_PATH = [
     *sorted((REPO / "worker" / "stream").rglob("*.py")),
     REPO / "worker" / "model" / "runtime.py",
+    REPO / "worker" / "model" / "session.py",
     REPO / "worker" / "model" / "loading.py",
     REPO / "worker" / "cli" / "stream_cmds.py",
     REPO / "worker" / "app.py",

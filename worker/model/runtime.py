@@ -1,5 +1,6 @@
 """Run an exported sentiment model with ONNX Runtime (CUDA when asked/available, CPU otherwise).
 
+The session itself (which provider, CUDA or CPU) is ``worker.model.session``'s.
 This is the hot path: it imports onnxruntime, tokenizers and numpy only — never torch, transformers or
 optimum (a test checks ``'torch' not in sys.modules`` after load + predict).
 
@@ -23,16 +24,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from worker.model.buckets import BATCH_BUCKETS, batch_buckets, bucket_for, gpu_visible, length_buckets, pad_batch
-from worker.model.gpu import BoundRunner, cuda_session, has_cuda_graph
-from worker.model.gpu import quiet_ort as _quiet_ort
-from worker.model.gpu import session_options as _session_options
+from worker.model.buckets import BATCH_BUCKETS, batch_buckets, bucket_for, length_buckets, pad_batch
+from worker.model.gpu import BoundRunner, has_cuda_graph
 from worker.model.manifest import (
     CONFIG_NAME,
     MANIFEST_NAME,
@@ -41,14 +40,12 @@ from worker.model.manifest import (
     manifest_path,
     sha256_file,
 )
+from worker.model.session import CUDA, Device, ProviderUnavailableError, cuda_plausible
+from worker.model.session import create_session as _create_session
 from worker.model.threads import intra_op_threads
 from worker.observability import get_logger
 
 log = get_logger(__name__)
-
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-Device = Literal["auto", "cpu", "cuda"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +63,8 @@ class InferenceResult:
     logits: np.ndarray | None = None  # (n, num_labels) float32 raw scores, rows in input order (HTTP raw_scores)
 
 
-class ProviderUnavailableError(RuntimeError):
-    """The requested execution provider (CUDA) can't be used, or the model needs one that isn't there."""
-
-
 class ModelIntegrityError(RuntimeError):
     """The ONNX file's sha256 differs from the manifest's (corrupted or tampered export)."""
-
-
-def cuda_plausible() -> bool:
-    # get_available_providers() lists CUDA for the onnxruntime-gpu wheel even on GPU-less machines,
-    # so it is only a necessary condition.
-    return CUDA in ort.get_available_providers() and gpu_visible()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -401,49 +388,3 @@ def _pad_id(tokenizer: Tokenizer, config: dict[str, Any]) -> int:
         if token_id is not None:
             return int(token_id)
     return 0  # masked out anyway
-
-
-def _create_session(
-    onnx_path: Path, *, device: Device, device_id: int, threads: int, spinning: bool = False, cuda_graph: bool = False
-) -> ort.InferenceSession:
-    def on_cuda() -> ort.InferenceSession:
-        return cuda_session(str(onnx_path), _session_options(threads, spinning), device_id, cuda_graph=cuda_graph)
-
-    if device == "cuda":
-        if CUDA not in ort.get_available_providers():
-            raise ProviderUnavailableError(
-                f"device cuda requested but this onnxruntime build has no CUDAExecutionProvider "
-                f"(available: {ort.get_available_providers()}); install onnxruntime-gpu or use device cpu/auto"
-            )
-        session = on_cuda()
-        got = session.get_providers()[0]
-        if got != CUDA:
-            raise ProviderUnavailableError(
-                f"device cuda requested but the ONNX Runtime session got {got}: CUDA could not be initialised "
-                f"(no GPU at device_id {device_id}, or CUDA 13 / cuDNN 9 libraries missing — see the onnxruntime "
-                "errors above). Use device auto or cpu to run on the CPU."
-            )
-        return session
-    if device == "auto" and cuda_plausible():
-        with _quiet_ort():
-            try:
-                probe: ort.InferenceSession | None = on_cuda()
-            except Exception as exc:  # a broken CUDA setup must not stop a CPU run in auto mode
-                log.warning("cuda_probe_failed", error=f"{type(exc).__name__}: {exc}"[:500])
-                probe = None
-        if probe is not None and probe.get_providers()[0] == CUDA:
-            return probe
-        log.warning(
-            "cuda_unavailable_using_cpu",
-            reason="a GPU is visible but the CUDA execution provider could not be created "
-            "(CUDA 13 / cuDNN 9 libraries?); running on CPUExecutionProvider",
-        )
-    elif device == "auto":
-        log.warning(
-            "cuda_unavailable_using_cpu",
-            reason="no NVIDIA GPU visible (or no CUDA provider in this onnxruntime build); "
-            "running on CPUExecutionProvider",
-        )
-    elif device != "cpu":
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    return ort.InferenceSession(str(onnx_path), _session_options(threads, spinning), providers=[CPU])

@@ -14,7 +14,8 @@ import pytest
 import structlog
 
 from tests.support.tiny_model import varied_texts
-from worker.model import runtime
+from worker.model import session
+from worker.model.buckets import gpu_visible
 from worker.model.runtime import (
     InferenceResult,
     ModelIntegrityError,
@@ -179,13 +180,13 @@ def test_not_an_exported_dir(tiny_model_dir: Path) -> None:
         SentimentModel.load(tiny_model_dir, device="cpu")
 
 
-@pytest.mark.skipif(runtime.gpu_visible(), reason="this machine has a GPU")
+@pytest.mark.skipif(gpu_visible(), reason="this machine has a GPU")
 def test_cuda_demanded_without_gpu_fails_fast(tiny_onnx_dir: Path) -> None:
     with pytest.raises(ProviderUnavailableError, match="cuda"):
         SentimentModel.load(tiny_onnx_dir, device="cuda")
 
 
-@pytest.mark.skipif(runtime.gpu_visible(), reason="this machine has a GPU")
+@pytest.mark.skipif(gpu_visible(), reason="this machine has a GPU")
 def test_auto_without_gpu_uses_cpu_with_warning(tiny_onnx_dir: Path) -> None:
     with structlog.testing.capture_logs() as logs:
         model = SentimentModel.load(tiny_onnx_dir, device="auto")
@@ -194,11 +195,11 @@ def test_auto_without_gpu_uses_cpu_with_warning(tiny_onnx_dir: Path) -> None:
     assert any(e["event"] == "cuda_unavailable_using_cpu" and e["log_level"] == "warning" for e in logs)
 
 
-@pytest.mark.skipif(runtime.gpu_visible(), reason="this machine has a GPU")
+@pytest.mark.skipif(gpu_visible(), reason="this machine has a GPU")
 def test_auto_probe_falls_back_when_cuda_session_fails(tiny_onnx_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A GPU that looks present but whose CUDA provider can't start (e.g. no CUDA 13 / cuDNN 9 libraries): CPU,
     with a warning."""
-    monkeypatch.setattr(runtime, "gpu_visible", lambda: True)
+    monkeypatch.setattr(session, "gpu_visible", lambda: True)
     with structlog.testing.capture_logs() as logs:
         model = SentimentModel.load(tiny_onnx_dir, device="auto")
     assert model.provider == "CPUExecutionProvider"

@@ -223,7 +223,7 @@ def test_read_texts_jsonl_uses_text_field() -> None:
 
 
 def test_intra_op_spinning_is_off_unless_asked_for() -> None:
-    from worker.model.runtime import _session_options
+    from worker.model.gpu import session_options as _session_options
 
     key = "session.intra_op.allow_spinning"
     assert _session_options(2).get_session_config_entry(key) == "0"
